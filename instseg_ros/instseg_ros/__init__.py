@@ -1,0 +1,1 @@
+"""instseg_ros: YOLACT / YOLACT++ instance segmentation for ROS 2."""

@@ -1,0 +1,1 @@
+"""Pure core: model, pre/post-processing, geometry, encoding, drawing. Never imports rclpy."""

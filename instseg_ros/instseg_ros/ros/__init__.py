@@ -1,0 +1,1 @@
+"""ROS 2 layer: parameters, QoS, conversions, nodes. The only place that imports rclpy."""

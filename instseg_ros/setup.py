@@ -1,0 +1,34 @@
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = 'instseg_ros'
+
+setup(
+    name=PACKAGE,
+    version='0.1.0',
+    packages=find_packages(exclude=['test', 'test.*']),
+    package_data={PACKAGE: ['models/*.pth', 'models/*.md']},
+    data_files=[
+        ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
+        ('share/' + PACKAGE, ['package.xml']),
+        ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
+        ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.rviz')),
+    ],
+    install_requires=['setuptools'],
+    extras_require={'test': ['pytest']},
+    zip_safe=False,
+    maintainer='instseg_ros maintainers',
+    maintainer_email='maintainers@instseg-ros.dev',
+    description='YOLACT / YOLACT++ instance segmentation node for ROS 2',
+    license='Apache-2.0',
+    entry_points={
+        'console_scripts': [
+            'yolact_node = instseg_ros.ros.node:main',
+            'synthetic_camera = instseg_ros.ros.synthetic_camera:main',
+            'instseg-train = instseg_ros.training.train:main',
+            'instseg-eval = instseg_ros.training.evaluate:main',
+            'instseg-synth = instseg_ros.synth.dataset:main',
+        ],
+    },
+)

@@ -1,0 +1,15 @@
+# Source this (bash) to use the workspace built by scripts/setup.sh:  source scripts/env.sh
+# Activates the venv (the ROS 2 prefix), sets AMENT_PREFIX_PATH, sources install/setup.bash and
+# keeps DDS traffic on this machine.
+_INSTSEG_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+_INSTSEG_VENV="${INSTSEG_VENV:-$_INSTSEG_REPO/.venv}"
+# shellcheck disable=SC1091
+source "$_INSTSEG_VENV/bin/activate"
+export AMENT_PREFIX_PATH="$_INSTSEG_VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
+if [ -f "$_INSTSEG_REPO/install/setup.bash" ]; then
+  # shellcheck disable=SC1091
+  source "$_INSTSEG_REPO/install/setup.bash"
+fi
+export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 100) + 100 ))}"
+unset _INSTSEG_REPO _INSTSEG_VENV
