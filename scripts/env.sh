@@ -11,5 +11,5 @@ if [ -f "$_INSTSEG_REPO/install/setup.bash" ]; then
   source "$_INSTSEG_REPO/install/setup.bash"
 fi
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
-export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 100) + 100 ))}"
+export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 90) + 10 ))}"
 unset _INSTSEG_REPO _INSTSEG_VENV

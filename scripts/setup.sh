@@ -32,7 +32,9 @@ have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" != "$have" ]; then
   say "Installing Python packages (ROS 2 Jazzy wheels, colcon, torch, OpenCV, pycocotools): a few minutes on first run"
   python -m pip install --quiet --upgrade 'pip>=24'
-  python -m pip install --quiet -r "$REPO/scripts/requirements-ros.txt" -r "$REPO/scripts/requirements.txt"
+  # (pip's notes about local index folders that do not list a package are noise: filtered out)
+  python -m pip install --quiet -r "$REPO/scripts/requirements-ros.txt" -r "$REPO/scripts/requirements.txt" 2>&1 \
+    | { grep -v 'is neither a file nor a directory' || true; }
   # triton comes with the CUDA build of torch and is not used for inference (saves ~0.8 GB).
   python -m pip uninstall --quiet -y triton >/dev/null 2>&1 || true
   say "Fixing absolute include paths in the ROS wheels' CMake exports"
@@ -46,7 +48,7 @@ export AMENT_PREFIX_PATH="$VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 cd "$REPO"
 say "Building instseg_msgs and instseg_ros with colcon (workspace: $REPO)"
-colcon --log-base "$REPO/log" build --base-paths "$REPO/instseg_msgs" "$REPO/instseg_ros" \
+env -u PYTHONDONTWRITEBYTECODE colcon --log-base "$REPO/log" build --base-paths "$REPO/instseg_msgs" "$REPO/instseg_ros" \
   --build-base "$REPO/build" --install-base "$REPO/install" \
   --event-handlers console_cohesion+ summary+ --cmake-args -DBUILD_TESTING=OFF -Wno-dev 2>&1 \
   | sed 's/^/  /'

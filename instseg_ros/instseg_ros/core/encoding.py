@@ -1,0 +1,138 @@
+"""Mask encoding helpers: tight ROI crops, mono8 packing and label images.
+
+Pure numpy / torch; never imports rclpy or message types. An *ROI* is the triple
+``(x0, y0, crop)`` where ``crop`` is a bool ``[h, w]`` array holding the mask pixels of the
+tight bounding box of the True pixels, whose top-left pixel is (row ``y0``, column ``x0``) of
+the full frame. Pixel ``(r, c)`` of ``crop`` is pixel ``(y0 + r, x0 + c)`` of the frame.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+Roi = tuple[int, int, np.ndarray]
+
+#: mono8 values strictly greater than this are object pixels (mask images use 0 / 255).
+MONO8_THRESHOLD = 127
+
+
+def _first_true(flags: torch.Tensor) -> torch.Tensor:
+    """Index of the first True along the last axis of bool ``[N, L]`` (0 if none): int64 [N]."""
+    return flags.to(torch.uint8).argmax(dim=-1)
+
+
+def _last_true(flags: torch.Tensor) -> torch.Tensor:
+    """Index of the last True along the last axis of bool ``[N, L]``: int64 [N]."""
+    length = flags.shape[-1]
+    return (length - 1) - flags.flip(-1).to(torch.uint8).argmax(dim=-1)
+
+
+def _as_mask_tensor(masks: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """View bool ``[N, H, W]`` numpy / torch masks as a bool torch tensor (no copy for numpy)."""
+    if isinstance(masks, torch.Tensor):
+        tensor = masks
+    else:
+        tensor = torch.from_numpy(np.ascontiguousarray(masks))
+    if tensor.dim() != 3:
+        raise ValueError(f'masks must be [N, H, W], got shape {tuple(tensor.shape)}')
+    return tensor if tensor.dtype == torch.bool else tensor != 0
+
+
+def masks_to_rois(masks: np.ndarray | torch.Tensor) -> list[Roi | None]:
+    """Tight ROI of every mask.
+
+    Bounding rows / columns come from ``any()`` projections (``[N, H]`` and ``[N, W]``), so the
+    full frames are scanned once; only the crops are copied (to CPU for torch inputs on any
+    device).
+
+    Args:
+        masks: bool ``[N, H, W]`` numpy array or torch tensor (non-bool is treated as ``!= 0``).
+
+    Returns:
+        N entries, in input order: ``(x0, y0, crop)`` with ``crop`` a C-contiguous bool numpy
+        array ``[h, w]`` (h, w >= 1), or ``None`` for a mask without True pixels.
+    """
+    tensor = _as_mask_tensor(masks)
+    if tensor.shape[0] == 0:
+        return []
+    rows = tensor.any(dim=2)  # [N, H]
+    cols = tensor.any(dim=1)  # [N, W]
+    bounds = torch.stack([rows.any(dim=1).to(torch.int64), _first_true(cols), _first_true(rows),
+                          _last_true(cols), _last_true(rows)], dim=1).cpu().tolist()
+    rois: list[Roi | None] = []
+    for i, (nonempty, x0, y0, x1, y1) in enumerate(bounds):
+        if not nonempty:
+            rois.append(None)
+            continue
+        crop = tensor[i, y0:y1 + 1, x0:x1 + 1].cpu().numpy()
+        rois.append((int(x0), int(y0), np.ascontiguousarray(crop)))
+    return rois
+
+
+def mask_to_roi(mask: np.ndarray | torch.Tensor) -> Roi | None:
+    """Tight ROI of one bool ``[H, W]`` mask: ``(x0, y0, crop bool [h, w])``, or ``None`` if empty."""
+    if mask.ndim != 2:
+        raise ValueError(f'mask must be [H, W], got shape {tuple(mask.shape)}')
+    return masks_to_rois(mask[None])[0]
+
+
+def roi_to_mono8(crop: np.ndarray) -> np.ndarray:
+    """bool ``[h, w]`` crop -> uint8 ``[h, w]`` image, 255 = object, 0 = not object."""
+    return np.asarray(crop, dtype=bool).astype(np.uint8) * np.uint8(255)
+
+
+def mono8_to_mask(image: np.ndarray) -> np.ndarray:
+    """uint8 ``[h, w]`` mask image -> bool ``[h, w]``; pixels > 127 are object pixels."""
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 2:
+        raise ValueError(f'mono8 mask must be uint8 [h, w], got {image.dtype} {image.shape}')
+    return image > MONO8_THRESHOLD
+
+
+def paste_roi(x0: int, y0: int, crop: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Place a bool ``[h, w]`` crop at (row y0, column x0) of an all-False ``[height, width]`` mask.
+
+    Raises:
+        ValueError: the crop does not lie inside the frame.
+    """
+    crop = np.asarray(crop, dtype=bool)
+    h, w = crop.shape
+    if x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+        raise ValueError(f'ROI x0={x0} y0={y0} {w}x{h} (w x h) does not fit in a '
+                         f'{width}x{height} (w x h) frame')
+    full = np.zeros((height, width), dtype=bool)
+    full[y0:y0 + h, x0:x0 + w] = crop
+    return full
+
+
+def label_image(masks: np.ndarray | torch.Tensor, order: Sequence[int] | None = None) -> np.ndarray:
+    """Paint instance masks into one label image.
+
+    Args:
+        masks: bool ``[N, H, W]`` numpy array or torch tensor.
+        order: instance indices by decreasing priority (e.g. by descending score); default
+            ``0..N-1`` (instances are usually already sorted by descending score). Indices not
+            listed are not drawn.
+
+    Returns:
+        uint16 ``[H, W]``: 0 = background, ``i + 1`` = instance ``i`` (its index in ``masks``,
+        not its position in ``order``). Where masks overlap, the instance listed FIRST in
+        ``order`` wins (so with descending-score order the higher score wins).
+    """
+    tensor = _as_mask_tensor(masks)
+    n, height, width = tensor.shape
+    if n > np.iinfo(np.uint16).max:
+        raise ValueError(f'{n} instances do not fit in a uint16 label image')
+    order = list(range(n)) if order is None else [int(i) for i in order]
+    labels = np.zeros((height, width), dtype=np.uint16)
+    if not order:
+        return labels
+    if min(order) < 0 or max(order) >= n:
+        raise ValueError(f'order {order} has indices outside 0..{n - 1}')
+    array = tensor.cpu().numpy()
+    for i in reversed(order):  # lowest priority first, so the highest priority is drawn last
+        labels[array[i]] = i + 1
+    return labels
