@@ -19,34 +19,48 @@ Roi = tuple[int, int, np.ndarray]
 MONO8_THRESHOLD = 127
 
 
-def _first_true(flags: torch.Tensor) -> torch.Tensor:
-    """Index of the first True along the last axis of bool ``[N, L]`` (0 if none): int64 [N]."""
-    return flags.to(torch.uint8).argmax(dim=-1)
+def _bounds_numpy(masks: np.ndarray) -> np.ndarray:
+    """Per-mask [nonempty, x0, y0, x1, y1] (inclusive) of bool ``[N, H, W]``: int64 [N, 5].
+
+    Uses uint8 max-projections (numpy's bool ``any`` along the last axis is slower)."""
+    as_u8 = np.ascontiguousarray(masks).view(np.uint8)
+    rows = as_u8.max(axis=2)  # [N, H]
+    cols = as_u8.max(axis=1)  # [N, W]
+    height, width = rows.shape[1], cols.shape[1]
+    return np.stack([rows.max(axis=1).astype(np.int64), cols.argmax(axis=1), rows.argmax(axis=1),
+                     (width - 1) - cols[:, ::-1].argmax(axis=1),
+                     (height - 1) - rows[:, ::-1].argmax(axis=1)], axis=1)
 
 
-def _last_true(flags: torch.Tensor) -> torch.Tensor:
-    """Index of the last True along the last axis of bool ``[N, L]``: int64 [N]."""
-    length = flags.shape[-1]
-    return (length - 1) - flags.flip(-1).to(torch.uint8).argmax(dim=-1)
+def _bounds_torch(masks: torch.Tensor) -> np.ndarray:
+    """Same as :func:`_bounds_numpy` for a bool tensor on any device (computed there)."""
+    as_u8 = masks.to(torch.uint8)
+    rows = as_u8.amax(dim=2)  # [N, H]
+    cols = as_u8.amax(dim=1)  # [N, W]
+    height, width = rows.shape[1], cols.shape[1]
+    bounds = torch.stack([rows.amax(dim=1).to(torch.int64), cols.argmax(dim=1),
+                          rows.argmax(dim=1), (width - 1) - cols.flip(1).argmax(dim=1),
+                          (height - 1) - rows.flip(1).argmax(dim=1)], dim=1)
+    return bounds.cpu().numpy()
 
 
-def _as_mask_tensor(masks: np.ndarray | torch.Tensor) -> torch.Tensor:
-    """View bool ``[N, H, W]`` numpy / torch masks as a bool torch tensor (no copy for numpy)."""
+def _as_bool_masks(masks: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+    """Validate ``[N, H, W]``; non-bool -> ``!= 0``; CPU tensors -> numpy (zero copy)."""
+    if masks.ndim != 3:
+        raise ValueError(f'masks must be [N, H, W], got shape {tuple(masks.shape)}')
     if isinstance(masks, torch.Tensor):
-        tensor = masks
-    else:
-        tensor = torch.from_numpy(np.ascontiguousarray(masks))
-    if tensor.dim() != 3:
-        raise ValueError(f'masks must be [N, H, W], got shape {tuple(tensor.shape)}')
-    return tensor if tensor.dtype == torch.bool else tensor != 0
+        masks = masks if masks.dtype == torch.bool else masks != 0
+        return masks.numpy() if masks.device.type == 'cpu' else masks
+    masks = np.asarray(masks)
+    return masks if masks.dtype == np.bool_ else masks != 0
 
 
 def masks_to_rois(masks: np.ndarray | torch.Tensor) -> list[Roi | None]:
     """Tight ROI of every mask.
 
-    Bounding rows / columns come from ``any()`` projections (``[N, H]`` and ``[N, W]``), so the
-    full frames are scanned once; only the crops are copied (to CPU for torch inputs on any
-    device).
+    Bounding rows / columns come from max-projections (``[N, H]`` and ``[N, W]``), so the full
+    frames are scanned once; only the crops are copied (to CPU for tensors on another device,
+    where the projections run).
 
     Args:
         masks: bool ``[N, H, W]`` numpy array or torch tensor (non-bool is treated as ``!= 0``).
@@ -55,19 +69,18 @@ def masks_to_rois(masks: np.ndarray | torch.Tensor) -> list[Roi | None]:
         N entries, in input order: ``(x0, y0, crop)`` with ``crop`` a C-contiguous bool numpy
         array ``[h, w]`` (h, w >= 1), or ``None`` for a mask without True pixels.
     """
-    tensor = _as_mask_tensor(masks)
-    if tensor.shape[0] == 0:
+    masks = _as_bool_masks(masks)
+    if masks.shape[0] == 0:
         return []
-    rows = tensor.any(dim=2)  # [N, H]
-    cols = tensor.any(dim=1)  # [N, W]
-    bounds = torch.stack([rows.any(dim=1).to(torch.int64), _first_true(cols), _first_true(rows),
-                          _last_true(cols), _last_true(rows)], dim=1).cpu().tolist()
+    on_device = isinstance(masks, torch.Tensor)
+    bounds = _bounds_torch(masks) if on_device else _bounds_numpy(masks)
     rois: list[Roi | None] = []
-    for i, (nonempty, x0, y0, x1, y1) in enumerate(bounds):
+    for i, (nonempty, x0, y0, x1, y1) in enumerate(bounds.tolist()):
         if not nonempty:
             rois.append(None)
             continue
-        crop = tensor[i, y0:y1 + 1, x0:x1 + 1].cpu().numpy()
+        crop = masks[i, y0:y1 + 1, x0:x1 + 1]
+        crop = crop.cpu().numpy() if on_device else crop
         rois.append((int(x0), int(y0), np.ascontiguousarray(crop)))
     return rois
 
@@ -122,8 +135,8 @@ def label_image(masks: np.ndarray | torch.Tensor, order: Sequence[int] | None = 
         not its position in ``order``). Where masks overlap, the instance listed FIRST in
         ``order`` wins (so with descending-score order the higher score wins).
     """
-    tensor = _as_mask_tensor(masks)
-    n, height, width = tensor.shape
+    masks = _as_bool_masks(masks)
+    n, height, width = masks.shape
     if n > np.iinfo(np.uint16).max:
         raise ValueError(f'{n} instances do not fit in a uint16 label image')
     order = list(range(n)) if order is None else [int(i) for i in order]
@@ -132,7 +145,7 @@ def label_image(masks: np.ndarray | torch.Tensor, order: Sequence[int] | None = 
         return labels
     if min(order) < 0 or max(order) >= n:
         raise ValueError(f'order {order} has indices outside 0..{n - 1}')
-    array = tensor.cpu().numpy()
+    array = masks.cpu().numpy() if isinstance(masks, torch.Tensor) else masks
     for i in reversed(order):  # lowest priority first, so the highest priority is drawn last
         labels[array[i]] = i + 1
     return labels

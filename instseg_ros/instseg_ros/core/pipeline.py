@@ -1,0 +1,146 @@
+"""One frame through the whole pure pipeline: image -> Instances -> mask ROIs -> 3D.
+
+The ROS node converts messages to arrays, calls ``FramePipeline.process`` off the executor
+thread, and packs the ``FrameResult`` into messages. Nothing here imports rclpy.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from instseg_ros.core.encoding import masks_to_rois
+from instseg_ros.core.geometry import (CameraIntrinsics, DepthParams, Instance3D,
+                                       project_instances)
+from instseg_ros.core.predictor import InferenceParams, Predictor
+
+MaskRoi = tuple[int, int, np.ndarray]
+
+
+@dataclass
+class DepthInput:
+    """Aligned depth for one colour frame.
+
+    Attributes:
+        depth_m: float32 [Hd, Wd] metres, NaN where invalid (see geometry.depth_to_meters).
+        intrinsics: pinhole intrinsics of the depth image.
+    """
+
+    depth_m: np.ndarray
+    intrinsics: CameraIntrinsics
+
+
+@dataclass
+class FrameResult:
+    """Host-side result of one frame.
+
+    Attributes:
+        image_size: (height, width) of the source image.
+        boxes_xyxy: float32 [N, 4] pixels.  scores: float32 [N].  labels: int64 [N] (0-based).
+        rois: per instance (x0, y0, mask crop bool [h, w]) -- the tight box of the mask.
+        instances_3d: per instance Instance3D, or None when no depth was given.
+        points_m: per instance float32 [M, 3] optical-frame points (only if asked), else None.
+        timings_ms: per stage: preprocess, forward, postprocess, encode, depth.
+    """
+
+    image_size: tuple[int, int]
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    rois: list[MaskRoi]
+    instances_3d: list[Instance3D] | None = None
+    points_m: list[np.ndarray] | None = None
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.scores.shape[0])
+
+
+class FramePipeline:
+    """Runs a Predictor and the host-side steps (ROI encoding, depth projection) for one frame."""
+
+    def __init__(self, predictor: Predictor):
+        self.predictor = predictor
+
+    @property
+    def class_names(self) -> Sequence[str]:
+        return self.predictor.class_names
+
+    def process(self, image_bgr: np.ndarray, params: InferenceParams, *,
+                min_mask_area: int = 0) -> FrameResult:
+        """Segment one image: Instances on the device -> host arrays and tight mask ROIs.
+
+        Args:
+            image_bgr: uint8 [H, W, 3] BGR image.
+            params: thresholds, top_k and class filter for this call.
+            min_mask_area: drop instances whose mask has fewer pixels (empty masks always go).
+        """
+        instances = self.predictor(image_bgr, color_order='bgr', params=params)
+        timings = dict(self.predictor.last_timings_ms)
+        start = time.perf_counter()
+        instances = instances.to('cpu')
+        rois = masks_to_rois(instances.masks)
+        keep = [i for i, roi in enumerate(rois)
+                if roi is not None and int(roi[2].sum()) >= max(min_mask_area, 1)]
+        index = np.asarray(keep, dtype=np.int64)
+        result = FrameResult(
+            image_size=(int(instances.image_size[0]), int(instances.image_size[1])),
+            boxes_xyxy=instances.boxes_xyxy.numpy()[index].astype(np.float32).reshape(-1, 4),
+            scores=instances.scores.numpy()[index].astype(np.float32),
+            labels=instances.labels.numpy()[index].astype(np.int64),
+            rois=[rois[i] for i in keep], timings_ms=timings)
+        timings['encode'] = (time.perf_counter() - start) * 1e3
+        return result
+
+    def add_depth(self, result: FrameResult, depth: DepthInput, depth_params: DepthParams,
+                  want_points: bool = False) -> None:
+        """Place every instance of ``result`` in 3D (fills instances_3d, points_m if asked)."""
+        start = time.perf_counter()
+        self._project(result, depth, depth_params, want_points)
+        result.timings_ms['depth'] = (time.perf_counter() - start) * 1e3
+
+    @staticmethod
+    def _project(result: FrameResult, depth: DepthInput, depth_params: DepthParams,
+                 want_points: bool) -> None:
+        """Fill ``result.instances_3d`` (and ``points_m``) from the depth image."""
+        height, width = result.image_size
+        rois = result.rois
+        intrinsics = depth.intrinsics
+        depth_h, depth_w = depth.depth_m.shape[:2]
+        if (depth_h, depth_w) != (height, width):
+            rois = [scale_roi(roi, depth_w / width, depth_h / height) for roi in rois]
+        out = project_instances(rois, depth.depth_m, intrinsics, depth_params,
+                                return_points=want_points)
+        if want_points:
+            result.instances_3d, result.points_m = out
+        else:
+            result.instances_3d = out
+
+
+def scale_roi(roi: MaskRoi, scale_x: float, scale_y: float) -> MaskRoi:
+    """Resample a mask ROI into an image scaled by (scale_x, scale_y) (nearest neighbour).
+
+    Returns (x0', y0', crop') with crop' covering the scaled box; empty crops stay 1x1 False.
+    """
+    import cv2
+
+    x0, y0, crop = roi
+    h, w = crop.shape
+    nx0, ny0 = int(np.floor(x0 * scale_x)), int(np.floor(y0 * scale_y))
+    nx1 = max(nx0 + 1, int(np.ceil((x0 + w) * scale_x)))
+    ny1 = max(ny0 + 1, int(np.ceil((y0 + h) * scale_y)))
+    resized = cv2.resize(crop.astype(np.uint8), (nx1 - nx0, ny1 - ny0),
+                         interpolation=cv2.INTER_NEAREST)
+    return nx0, ny0, resized.astype(bool)
+
+
+def nearest_stamp(stamps_s: Sequence[float], target_s: float, slop_s: float) -> int | None:
+    """Index of the stamp nearest to ``target_s`` if within ``slop_s`` seconds, else None."""
+    if len(stamps_s) == 0:
+        return None
+    diffs = np.abs(np.asarray(stamps_s, dtype=np.float64) - target_s)
+    best = int(np.argmin(diffs))
+    return best if diffs[best] <= slop_s else None

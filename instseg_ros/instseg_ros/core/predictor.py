@@ -1,0 +1,145 @@
+"""Predictor: numpy image(s) in, :class:`Instances` out, everything on one device.
+
+Results stay on the predictor's device; the caller moves them (``instances.to('cpu')``) when needed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from instseg_ros.core.checkpoint import load_model
+from instseg_ros.core.classes import COCO_CLASSES, load_class_names
+from instseg_ros.core.postprocess import InferenceParams, postprocess
+from instseg_ros.core.preprocess import preprocess
+from instseg_ros.core.structures import Instances
+
+__all__ = ['InferenceParams', 'Predictor', 'default_class_names', 'resolve_device']
+
+ClassNames = Sequence[str] | str | os.PathLike | None
+
+
+def resolve_device(device: torch.device | str = 'auto') -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' (or a torch.device) -> torch.device.
+
+    'auto' picks CUDA when available. A CUDA device requested on a host without CUDA gives a
+    ``RuntimeWarning`` and the CPU. A CUDA index beyond the visible devices raises ``ValueError``.
+    """
+    if isinstance(device, str) and device.strip().lower() == 'auto':
+        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
+    resolved = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    if resolved.type != 'cuda':
+        return resolved
+    if not torch.cuda.is_available():
+        warnings.warn(f'device {str(resolved)!r} requested but CUDA is not available; using the CPU',
+                      RuntimeWarning, stacklevel=2)
+        return torch.device('cpu')
+    if resolved.index is not None and resolved.index >= torch.cuda.device_count():
+        raise ValueError(f'{resolved} requested but only {torch.cuda.device_count()} CUDA device(s) visible')
+    return resolved
+
+
+def default_class_names(num_classes: int) -> tuple[str, ...]:
+    """Names for a model with ``num_classes`` (incl. background): COCO for 81, else 'class_<i>'."""
+    if num_classes - 1 == len(COCO_CLASSES):
+        return COCO_CLASSES
+    return tuple(f'class_{i}' for i in range(num_classes - 1))
+
+
+def _class_names(class_names: ClassNames, num_classes: int) -> tuple[str, ...]:
+    if class_names is None:
+        return default_class_names(num_classes)
+    if isinstance(class_names, (str, os.PathLike)):
+        return load_class_names(Path(class_names))
+    return tuple(str(n) for n in class_names)
+
+
+class Predictor:
+    """Runs a YOLACT model on uint8 images.
+
+    Args:
+        model: ``Yolact`` (moved to ``device``, put in eval mode and, with ``half``, converted in place).
+        cfg: its ``ModelConfig``.
+        device: see :func:`resolve_device`.
+        half: float16 weights and input; CUDA only (ignored with a warning on the CPU).
+        class_names: names by 0-based label, or a file for :func:`load_class_names`; default COCO for
+            81 classes, else 'class_<i>'.
+
+    Attributes:
+        last_timings_ms: milliseconds of the last call: 'preprocess', 'forward', 'postprocess'
+            (device-synchronised on CUDA).
+    """
+
+    def __init__(self, model: nn.Module, cfg, device: torch.device | str = 'cpu', half: bool = False,
+                 class_names: ClassNames = None) -> None:
+        self.device = resolve_device(device)
+        if half and self.device.type != 'cuda':
+            warnings.warn('half precision is only used on CUDA; running float32 on the CPU',
+                          RuntimeWarning, stacklevel=2)
+            half = False
+        self.half = bool(half)
+        self.dtype = torch.float16 if self.half else torch.float32
+        self.cfg = cfg
+        self.model = model.to(device=self.device, dtype=self.dtype).eval()
+        self.class_names = _class_names(class_names, cfg.num_classes)
+        self.last_timings_ms: dict[str, float] = {}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cuda',
+                        half: bool = False, class_names: ClassNames = None,
+                        num_classes: int | None = None) -> 'Predictor':
+        """Load ``path`` with ``checkpoint.load_model`` (preset 'auto' infers it) and wrap it."""
+        resolved = resolve_device(device)
+        model, cfg = load_model(path, preset=preset, device=resolved, num_classes=num_classes)
+        return cls(model, cfg, device=resolved, half=half, class_names=class_names)
+
+    def _sync(self) -> None:
+        if self.device.type == 'cuda':
+            torch.cuda.synchronize(self.device)
+
+    def _rescore(self, masks_soft: torch.Tensor) -> torch.Tensor:
+        """Model maskiou ([N,1,Hp,Wp] float32 -> [N,C-1] float32) in the model's dtype."""
+        return self.model.rescore(masks_soft.to(self.dtype)).to(torch.float32)
+
+    def __call__(self, image: np.ndarray, color_order: str = 'bgr',
+                 params: InferenceParams | None = None) -> Instances:
+        """Instances of one uint8 ``[H, W, 3]`` image, on the predictor's device."""
+        return self.predict_batch([image], color_order, params)[0]
+
+    @torch.inference_mode()
+    def predict_batch(self, images: Sequence[np.ndarray], color_order: str = 'bgr',
+                      params: InferenceParams | None = None) -> list[Instances]:
+        """Instances of each image (sizes may differ), with one forward pass for the whole batch."""
+        if len(images) == 0:
+            return []
+        params = params or InferenceParams()
+        start = time.perf_counter()
+        batch, sizes = preprocess(list(images), self.cfg, self.device, color_order, self.dtype)
+        self._sync()
+        preprocessed = time.perf_counter()
+        output = self.model(batch)
+        self._sync()
+        forwarded = time.perf_counter()
+        rescore_fn = self._rescore if getattr(self.cfg, 'use_maskiou', False) else None
+        results = [postprocess(output, self.cfg, size, params, batch_index=i, rescore_fn=rescore_fn,
+                               class_names=self.class_names) for i, size in enumerate(sizes)]
+        self._sync()
+        done = time.perf_counter()
+        self.last_timings_ms = {'preprocess': (preprocessed - start) * 1e3,
+                                'forward': (forwarded - preprocessed) * 1e3,
+                                'postprocess': (done - forwarded) * 1e3}
+        return results
+
+    def warmup(self, image_size: tuple[int, int] = (480, 640), iterations: int = 1) -> None:
+        """Run ``iterations`` predictions on a grey ``image_size`` (height, width) image (kernel selection,
+        allocator warm-up, priors cache)."""
+        image = np.full((int(image_size[0]), int(image_size[1]), 3), 114, dtype=np.uint8)
+        for _ in range(iterations):
+            self(image)

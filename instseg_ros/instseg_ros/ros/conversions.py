@@ -1,0 +1,359 @@
+"""Conversions between ROS messages and numpy arrays (no cv_bridge).
+
+Images: ``sensor_msgs/Image`` <-> numpy (any supported encoding, padded rows and big-endian
+data honoured), any colour / mono / YUV422 / Bayer image -> BGR uint8 for the model,
+``sensor_msgs/CompressedImage`` <-> BGR uint8.
+
+Instances: tight ROI crops (see :mod:`instseg_ros.core.encoding`) <-> ``instseg_msgs``.
+Masks travel as mono8 crops (255 = object) with their ``RegionOfInterest``.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Sequence
+
+import cv2
+import numpy as np
+from geometry_msgs.msg import Point, Vector3
+from instseg_msgs.msg import InstanceMask, InstanceMaskArray
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
+from std_msgs.msg import Header
+
+from instseg_ros.core.encoding import Roi, mono8_to_mask, paste_roi, roi_to_mono8
+
+# ---------------------------------------------------------------------------------------------
+# Encodings
+# ---------------------------------------------------------------------------------------------
+
+_BAYER_PATTERNS = ('rggb', 'bggr', 'gbrg', 'grbg')
+
+#: encoding -> (little-endian numpy dtype, channels) for the named sensor_msgs encodings.
+_NAMED_ENCODINGS: dict[str, tuple[str, int]] = {
+    'rgb8': ('u1', 3), 'bgr8': ('u1', 3), 'rgba8': ('u1', 4), 'bgra8': ('u1', 4),
+    'rgb16': ('<u2', 3), 'bgr16': ('<u2', 3), 'rgba16': ('<u2', 4), 'bgra16': ('<u2', 4),
+    'mono8': ('u1', 1), 'mono16': ('<u2', 1),
+    # YUV 4:2:2, 2 bytes per pixel. ROS 'yuv422' (and 'uyvy') is U Y0 V Y1 (UYVY, what usb_cam
+    # publishes as 'yuv422'); 'yuv422_yuy2' (and 'yuyv') is Y0 U Y1 V (YUYV).
+    'yuv422': ('u1', 2), 'uyvy': ('u1', 2), 'yuv422_yuy2': ('u1', 2), 'yuyv': ('u1', 2),
+    **{f'bayer_{p}8': ('u1', 1) for p in _BAYER_PATTERNS},
+    **{f'bayer_{p}16': ('<u2', 1) for p in _BAYER_PATTERNS},
+}
+
+#: OpenCV-style generic encodings such as 8UC3, 16UC1, 32FC1.
+_CV_TYPE = re.compile(r'^(8U|8S|16U|16S|32S|32F|64F)C([1-4])$')
+_CV_DTYPES = {'8U': 'u1', '8S': 'i1', '16U': '<u2', '16S': '<i2', '32S': '<i4', '32F': '<f4',
+              '64F': '<f8'}
+
+
+def _opencv_bayer_code(pattern: str) -> int:
+    """cv2 code demosaicing the ROS Bayer ``pattern`` (e.g. 'rggb': first row R G) to BGR.
+
+    OpenCV's legacy two-letter names describe the 2nd and 3rd pixels of the 2nd row, so ROS
+    'rggb' is ``COLOR_BayerBG2BGR``; newer OpenCV also has the unambiguous four-letter alias
+    ``COLOR_BayerRGGB2BGR`` (same value). Prefer the alias, fall back to the legacy name.
+    """
+    legacy = {'rggb': 'BG', 'bggr': 'RG', 'gbrg': 'GR', 'grbg': 'GB'}[pattern]
+    return getattr(cv2, f'COLOR_Bayer{pattern.upper()}2BGR',
+                   getattr(cv2, f'COLOR_Bayer{legacy}2BGR'))
+
+
+#: encoding -> cv2.cvtColor code to BGR (None = already BGR); 16-bit inputs are first scaled
+#: to 8 bits.
+_TO_BGR_CODES: dict[str, int | None] = {
+    'bgr8': None, '8UC3': None, 'bgr16': None,
+    'rgb8': cv2.COLOR_RGB2BGR, 'rgb16': cv2.COLOR_RGB2BGR,
+    'bgra8': cv2.COLOR_BGRA2BGR, 'bgra16': cv2.COLOR_BGRA2BGR,
+    'rgba8': cv2.COLOR_RGBA2BGR, 'rgba16': cv2.COLOR_RGBA2BGR,
+    'mono8': cv2.COLOR_GRAY2BGR, '8UC1': cv2.COLOR_GRAY2BGR,
+    'mono16': cv2.COLOR_GRAY2BGR, '16UC1': cv2.COLOR_GRAY2BGR,
+    'yuv422': cv2.COLOR_YUV2BGR_UYVY, 'uyvy': cv2.COLOR_YUV2BGR_UYVY,
+    'yuv422_yuy2': cv2.COLOR_YUV2BGR_YUY2, 'yuyv': cv2.COLOR_YUV2BGR_YUY2,
+    **{f'bayer_{p}{bits}': _opencv_bayer_code(p) for p in _BAYER_PATTERNS for bits in (8, 16)},
+}
+
+
+def encoding_info(encoding: str) -> tuple[np.dtype, int]:
+    """Little-endian pixel dtype and channel count of a sensor_msgs image encoding.
+
+    Raises:
+        ValueError: the encoding is not supported (the message names it).
+    """
+    if encoding in _NAMED_ENCODINGS:
+        dtype, channels = _NAMED_ENCODINGS[encoding]
+        return np.dtype(dtype), channels
+    match = _CV_TYPE.match(encoding)
+    if match is None:
+        raise ValueError(f"unsupported image encoding '{encoding}'")
+    return np.dtype(_CV_DTYPES[match.group(1)]), int(match.group(2))
+
+
+def _pixel_shape(height: int, width: int, channels: int) -> tuple[int, ...]:
+    """Array shape of an image: ``(H, W)`` for one channel, else ``(H, W, C)``."""
+    return (height, width) if channels == 1 else (height, width, channels)
+
+
+# ---------------------------------------------------------------------------------------------
+# sensor_msgs/Image
+# ---------------------------------------------------------------------------------------------
+
+def image_to_numpy(msg: Image) -> np.ndarray:
+    """Pixels of a ``sensor_msgs/Image`` as a new numpy array (never aliases ``msg.data``).
+
+    Returns:
+        ``[H, W]`` for one-channel encodings (mono*, bayer_*, *C1), ``[H, W, C]`` otherwise
+        (yuv422 variants: ``[H, W, 2]`` raw bytes). dtype from the encoding (uint8 for *8,
+        uint16 for *16 / 16UC*, float32 for 32FC*, ...), native byte order.
+
+    Raises:
+        ValueError: unsupported encoding, zero width / height, ``step`` smaller than
+            width * bytes per pixel, or fewer than height * step data bytes.
+    """
+    dtype, channels = encoding_info(msg.encoding)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height == 0 or width == 0:
+        raise ValueError(f"image '{msg.encoding}' has zero size (width={width}, height={height})")
+    row_bytes = width * channels * dtype.itemsize
+    if step < row_bytes:
+        raise ValueError(f"image '{msg.encoding}' step={step} is smaller than "
+                         f'width*bytes_per_pixel={row_bytes}')
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    if data.size < height * step:
+        raise ValueError(f"image '{msg.encoding}' data has {data.size} bytes, "
+                         f'expected height*step={height * step}')
+    rows = np.array(data[:height * step].reshape(height, step)[:, :row_bytes])  # contiguous copy
+    wire_dtype = dtype.newbyteorder('>' if msg.is_bigendian else '<')
+    pixels = rows.view(wire_dtype).reshape(_pixel_shape(height, width, channels))
+    return pixels.astype(wire_dtype.newbyteorder('='), copy=False)
+
+
+def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
+    """Pack a numpy image into a ``sensor_msgs/Image`` (little-endian, step = width * bpp).
+
+    Args:
+        array: ``[H, W]`` (or ``[H, W, 1]``) for one-channel encodings, ``[H, W, C]`` otherwise;
+            dtype must equal the encoding's (e.g. uint8 for bgr8, float32 for 32FC1).
+        encoding: a sensor_msgs encoding supported by :func:`encoding_info`.
+        header: copied into the message (default: empty header).
+
+    Raises:
+        ValueError: unsupported encoding, or dtype / shape that does not match it.
+    """
+    dtype, channels = encoding_info(encoding)
+    array = np.asarray(array)
+    if array.ndim == 3 and channels == 1 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    expected_ndim = 2 if channels == 1 else 3
+    if (array.ndim != expected_ndim or (channels > 1 and array.shape[2] != channels)
+            or array.dtype.kind != dtype.kind or array.dtype.itemsize != dtype.itemsize):
+        raise ValueError(f"array {array.dtype} {array.shape} does not match encoding '{encoding}' "
+                         f'({dtype.name} x {channels} channels)')
+    height, width = array.shape[:2]
+    msg = Image(header=header if header is not None else Header(), height=height, width=width,
+                encoding=encoding, is_bigendian=0, step=width * channels * dtype.itemsize)
+    msg.data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    return msg
+
+
+def image_to_bgr8(msg: Image) -> np.ndarray:
+    """Any supported colour / mono / YUV422 / Bayer image as uint8 ``[H, W, 3]`` BGR.
+
+    16-bit encodings are scaled to 8 bits by keeping the high byte (v >> 8); mono is
+    replicated into the three channels.
+
+    Raises:
+        ValueError: unsupported encoding (e.g. 32FC1 depth) or malformed image (see
+            :func:`image_to_numpy`; YUV422 needs an even width).
+    """
+    encoding = msg.encoding
+    if encoding not in _TO_BGR_CODES:
+        encoding_info(encoding)  # unknown encodings raise here, with the name
+        raise ValueError(f"cannot convert image encoding '{encoding}' to bgr8")
+    if _TO_BGR_CODES[encoding] in (cv2.COLOR_YUV2BGR_UYVY, cv2.COLOR_YUV2BGR_YUY2) \
+            and msg.width % 2:
+        raise ValueError(f"image '{encoding}' needs an even width, got width={msg.width}")
+    pixels = image_to_numpy(msg)
+    if pixels.dtype == np.uint16:
+        pixels = (pixels >> 8).astype(np.uint8)
+    code = _TO_BGR_CODES[encoding]
+    if code is None:
+        return pixels
+    try:
+        return cv2.cvtColor(pixels, code)
+    except cv2.error as exc:
+        raise ValueError(f"cannot convert image '{encoding}' "
+                         f'{msg.width}x{msg.height} to bgr8: {exc}') from exc
+
+
+# ---------------------------------------------------------------------------------------------
+# sensor_msgs/CompressedImage
+# ---------------------------------------------------------------------------------------------
+
+_COMPRESSED_EXT = {'jpeg': '.jpg', 'jpg': '.jpg', 'png': '.png'}
+
+
+def compressed_to_bgr8(msg: CompressedImage) -> np.ndarray:
+    """Decode a ``sensor_msgs/CompressedImage`` (jpeg, png, ...) to uint8 ``[H, W, 3]`` BGR.
+
+    Raises:
+        ValueError: empty or undecodable data; the message names ``msg.format``.
+    """
+    data = np.frombuffer(msg.data, dtype=np.uint8)
+    image = None
+    if data.size:
+        try:
+            image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        except cv2.error:
+            image = None
+    if image is None:
+        raise ValueError(f"cannot decode CompressedImage with format '{msg.format}' "
+                         f'({data.size} bytes)')
+    return image
+
+
+def bgr8_to_compressed(image: np.ndarray, fmt: str = 'jpeg', header: Header | None = None,
+                       jpeg_quality: int = 95) -> CompressedImage:
+    """Encode uint8 ``[H, W, 3]`` BGR as a ``sensor_msgs/CompressedImage``.
+
+    ``format`` follows image_transport's compressed plugin, e.g. ``'bgr8; jpeg compressed bgr8'``.
+
+    Raises:
+        ValueError: ``fmt`` is not 'jpeg' / 'jpg' / 'png', or the image is not uint8 HxWx3.
+    """
+    if fmt not in _COMPRESSED_EXT:
+        raise ValueError(f"unsupported compressed format '{fmt}' (use 'jpeg' or 'png')")
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f'expected uint8 [H, W, 3] BGR, got {image.dtype} {image.shape}')
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if fmt != 'png' else []
+    ok, buffer = cv2.imencode(_COMPRESSED_EXT[fmt], image, params)
+    if not ok:
+        raise ValueError(f"cv2.imencode failed for format '{fmt}'")
+    name = 'jpeg' if fmt == 'jpg' else fmt
+    msg = CompressedImage(header=header if header is not None else Header(),
+                          format=f'bgr8; {name} compressed bgr8')
+    msg.data = buffer.tobytes()
+    return msg
+
+
+# ---------------------------------------------------------------------------------------------
+# instseg_msgs
+# ---------------------------------------------------------------------------------------------
+
+def _as_list(values: Any) -> list:
+    """Sequence, numpy array or (cpu / gpu) torch tensor -> plain Python list."""
+    if hasattr(values, 'detach'):
+        values = values.detach().cpu()
+    return values.tolist() if hasattr(values, 'tolist') else list(values)
+
+
+def roi_to_msgs(header: Header, roi: Roi | None) -> tuple[RegionOfInterest, Image]:
+    """One ROI crop -> (``RegionOfInterest``, mono8 mask ``Image``, 255 = object).
+
+    ``None`` (empty mask) gives an all-zero ROI and a 0x0 mono8 image.
+    """
+    if roi is None:
+        return RegionOfInterest(), Image(header=header, encoding='mono8')
+    x0, y0, crop = roi
+    height, width = crop.shape
+    region = RegionOfInterest(x_offset=int(x0), y_offset=int(y0), height=height, width=width,
+                              do_rectify=False)
+    mask = Image(header=header, height=height, width=width, encoding='mono8', is_bigendian=0,
+                 step=width)
+    mask.data = roi_to_mono8(crop).tobytes()
+    return region, mask
+
+
+def mask_rois_to_msgs(header: Header, rois: Sequence[Roi | None]) -> list[InstanceMask]:
+    """ROI crops -> ``InstanceMask`` messages with ``id`` (= index), ``roi`` and ``mask`` set."""
+    instances = []
+    for index, roi in enumerate(rois):
+        region, mask = roi_to_msgs(header, roi)
+        instances.append(InstanceMask(id=index, roi=region, mask=mask))
+    return instances
+
+
+def _check_roi_inside(roi: Roi | None, height: int, width: int) -> None:
+    """Raise ValueError when an ROI crop does not lie inside a ``height x width`` image."""
+    if roi is None:
+        return
+    x0, y0, crop = roi
+    if x0 < 0 or y0 < 0 or x0 + crop.shape[1] > width or y0 + crop.shape[0] > height:
+        raise ValueError(f'ROI x0={x0} y0={y0} {crop.shape[1]}x{crop.shape[0]} (w x h) is outside '
+                         f'the {width}x{height} image')
+
+
+def _fill_instance3d(instance: InstanceMask, item: Any) -> None:
+    """Copy duck-typed 3D fields (has_position, position_m, box_center_m, box_size_m,
+    num_points) into ``instance``; ``None`` leaves has_position false."""
+    if item is None:
+        return
+    instance.has_position = bool(item.has_position)
+    instance.num_points = int(item.num_points)
+    px, py, pz = (float(v) for v in _as_list(item.position_m))
+    cx, cy, cz = (float(v) for v in _as_list(item.box_center_m))
+    sx, sy, sz = (float(v) for v in _as_list(item.box_size_m))
+    instance.position = Point(x=px, y=py, z=pz)
+    instance.box_center = Point(x=cx, y=cy, z=cz)
+    instance.box_size = Vector3(x=sx, y=sy, z=sz)
+
+
+def instances_to_msg(header: Header, image_size: tuple[int, int],
+                     rois: Sequence[Roi | None], scores: Any, labels: Any,
+                     class_names: Sequence[str], instance3d: Sequence[Any] | None = None
+                     ) -> InstanceMaskArray:
+    """Build an ``InstanceMaskArray`` for one source image.
+
+    Args:
+        header: source image header (copied into the array and every mask image).
+        image_size: (height, width) of the source image.
+        rois: N ``(x0, y0, bool crop [h, w])`` or ``None`` (empty mask: zero ROI, 0x0 mask).
+        scores: N floats (list / numpy / torch), descending.
+        labels: N class indices (0-based); ``class_name`` = ``class_names[label]``, or the
+            index as a string when the list is too short.
+        class_names: names indexed by label.
+        instance3d: None, or N items (None or objects with has_position, position_m,
+            box_center_m, box_size_m (3 floats each), num_points).
+
+    Raises:
+        ValueError: lengths differ or an ROI lies outside the image.
+    """
+    height, width = (int(v) for v in image_size)
+    scores, labels = _as_list(scores), _as_list(labels)
+    count = len(rois)
+    if len(scores) != count or len(labels) != count or (
+            instance3d is not None and len(instance3d) != count):
+        raise ValueError(f'{count} rois but {len(scores)} scores, {len(labels)} labels, '
+                         f'{"no" if instance3d is None else len(instance3d)} 3D items')
+    instances = []
+    for index, roi in enumerate(rois):
+        _check_roi_inside(roi, height, width)
+        label = int(labels[index])
+        region, mask = roi_to_msgs(header, roi)
+        instance = InstanceMask(
+            id=index, class_id=label,
+            class_name=class_names[label] if 0 <= label < len(class_names) else str(label),
+            score=float(scores[index]), roi=region, mask=mask)
+        if instance3d is not None:
+            _fill_instance3d(instance, instance3d[index])
+        instances.append(instance)
+    return InstanceMaskArray(header=header, height=height, width=width, instances=instances)
+
+
+def msg_to_masks(msg: InstanceMaskArray) -> np.ndarray:
+    """Full-frame masks of an ``InstanceMaskArray``: bool ``[N, msg.height, msg.width]``.
+
+    Mask pixels > 127 are object pixels; a 0x0 mask gives an all-False frame.
+    """
+    height, width = int(msg.height), int(msg.width)
+    masks = np.zeros((len(msg.instances), height, width), dtype=bool)
+    for index, instance in enumerate(msg.instances):
+        if instance.mask.height == 0 or instance.mask.width == 0:
+            continue
+        if instance.mask.encoding != 'mono8':
+            raise ValueError(f"instance {index} mask encoding is '{instance.mask.encoding}', "
+                             "expected 'mono8'")
+        crop = mono8_to_mask(image_to_numpy(instance.mask))
+        masks[index] = paste_roi(int(instance.roi.x_offset), int(instance.roi.y_offset), crop,
+                                 height, width)
+    return masks

@@ -1,0 +1,43 @@
+"""The node's /diagnostics status: rates, counters, per-stage times, device."""
+
+from __future__ import annotations
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+STAGES = ('preprocess', 'forward', 'postprocess', 'encode', 'depth', 'publish', 'latency')
+
+
+def build_diagnostics(stamp, node_name: str, device: str, model: str, input_rate_hz: float,
+                      output_rate_hz: float, counters: dict[str, int],
+                      stages: dict[str, dict[str, float]]) -> DiagnosticArray:
+    """One DiagnosticStatus named '<node>: inference'.
+
+    Level: OK while frames flow, WARN when no input arrived recently, ERROR when more than half of
+    the received frames were bad input. Values: rates [Hz], counters (received, processed,
+    dropped, bad_input, without_depth), and mean/p99 ms of each stage in ``STAGES``.
+    """
+    status = DiagnosticStatus(name=f'{node_name.lstrip("/")}: inference', hardware_id=device)
+    received = counters.get('received', 0)
+    if received and counters.get('bad_input', 0) * 2 > received:
+        status.level, status.message = DiagnosticStatus.ERROR, 'most input frames are unusable'
+    elif input_rate_hz <= 0.0:
+        status.level, status.message = DiagnosticStatus.WARN, 'no input images'
+    else:
+        status.level, status.message = DiagnosticStatus.OK, 'running'
+    values = [('model', model), ('device', device),
+              ('input_rate_hz', f'{input_rate_hz:.2f}'), ('output_rate_hz', f'{output_rate_hz:.2f}')]
+    for key in ('received', 'processed', 'dropped', 'bad_input', 'without_depth'):
+        values.append((f'frames_{key}', str(int(counters.get(key, 0)))))
+    for stage in STAGES:
+        if stage in stages:
+            values.append((f'{stage}_ms_mean', f'{stages[stage]["mean"]:.2f}'))
+            values.append((f'{stage}_ms_p99', f'{stages[stage]["p99"]:.2f}'))
+    if 'instances' in stages:
+        values.append(('instances_per_frame', f'{stages["instances"]["mean"]:.2f}'))
+    status.values = [KeyValue(key=k, value=v) for k, v in values]
+    return DiagnosticArray(header=_header(stamp), status=[status])
+
+
+def _header(stamp):
+    from std_msgs.msg import Header
+    return Header(stamp=stamp)

@@ -1,0 +1,206 @@
+"""The node's parameters: one table -> descriptors, ranges, validation and a typed snapshot.
+
+Every parameter is declared from ``PARAMETERS``; ``config/yolact.yaml`` holds the defaults users
+edit and the launch file maps its arguments onto these names (tests keep the three in sync).
+Read-only parameters (model, weights, device, topics' behaviour) are fixed at startup; the others
+change at runtime with ``ros2 param set`` and are validated in one callback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
+                                ParameterType, SetParametersResult)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: name, default (its type is the parameter's type), range, description."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = False
+    min_value: float | None = None
+    max_value: float | None = None
+    dynamic_typing: bool = False
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    # --- model (read-only) ---
+    ParamSpec('weights', '', 'Path to a YOLACT/YOLACT++ checkpoint (.pth). Empty: the small demo '
+              'model shipped with the package (synthetic shapes).', read_only=True),
+    ParamSpec('preset', 'auto', "Model preset (yolact_base, yolact_resnet50, yolact_darknet53, "
+              "yolact_im700, yolact_plus_base, yolact_plus_resnet50, yolact_small) or 'auto' "
+              '(from the file name, checked against the tensor shapes).', read_only=True),
+    ParamSpec('class_names_file', '', 'Text/YAML/JSON file with one class name per class for '
+              'custom-trained checkpoints. Empty: COCO names (or the shipped model\'s names).',
+              read_only=True),
+    ParamSpec('device', 'auto', "Inference device: 'auto' (cuda if available), 'cuda', 'cuda:N' or "
+              "'cpu'. CUDA requested but absent: warning and CPU.", read_only=True),
+    ParamSpec('half', False, 'FP16 inference (CUDA only; ignored with a warning on CPU).',
+              read_only=True),
+    ParamSpec('input_compressed', False, 'Subscribe to image/compressed (JPEG/PNG '
+              'sensor_msgs/CompressedImage) instead of image.', read_only=True),
+    # --- detection (runtime) ---
+    ParamSpec('score_threshold', 0.3, 'Minimum detection score to publish an instance.',
+              min_value=0.0, max_value=1.0),
+    ParamSpec('nms_threshold', 0.5, 'IoU above which Fast NMS suppresses a lower-scored box of the '
+              'same class.', min_value=0.0, max_value=1.0),
+    ParamSpec('top_k', 200, 'Candidates per class kept before NMS.', min_value=1, max_value=1000),
+    ParamSpec('max_detections', 100, 'Maximum instances per image.', min_value=1, max_value=1000),
+    ParamSpec('classes', [], 'Class names to keep, as a string list or one comma-separated '
+              'string; empty keeps all classes. Unknown names are rejected.', dynamic_typing=True),
+    ParamSpec('min_mask_area', 0, 'Drop instances whose mask has fewer pixels than this.',
+              min_value=0, max_value=10_000_000),
+    # --- outputs (runtime) ---
+    ParamSpec('publish_overlay', True, 'Publish the overlay image (rendered only while '
+              'subscribed).'),
+    ParamSpec('publish_markers', True, 'Publish RViz markers (rendered only while subscribed).'),
+    ParamSpec('publish_label_image', False, 'Publish a full-frame 16UC1 label image on '
+              '"labels" (0 = background, i+1 = instance i).'),
+    ParamSpec('overlay_alpha', 0.45, 'Mask opacity in the overlay.', min_value=0.0, max_value=1.0),
+    ParamSpec('overlay_draw_boxes', True, 'Draw boxes in the overlay.'),
+    ParamSpec('overlay_draw_labels', True, 'Draw class names and scores in the overlay.'),
+    ParamSpec('overlay_font_scale', 0.5, 'OpenCV font scale of overlay labels.',
+              min_value=0.1, max_value=5.0),
+    ParamSpec('diagnostics_period', 1.0, 'Seconds between /diagnostics messages.',
+              read_only=True, min_value=0.1, max_value=60.0),
+    # --- depth (issue: 3D instances) ---
+    ParamSpec('use_depth', False, 'Subscribe to aligned depth + camera_info and place instances in '
+              '3D (camera optical frame of the image header).', read_only=True),
+    ParamSpec('depth_slop', 0.05, 'Maximum |stamp difference| in seconds between a colour image '
+              'and the depth image paired with it.', min_value=0.0, max_value=10.0),
+    ParamSpec('min_depth', 0.1, 'Depth values below this (metres) are ignored.',
+              min_value=0.0, max_value=1000.0),
+    ParamSpec('max_depth', 10.0, 'Depth values above this (metres) are ignored.',
+              min_value=0.0, max_value=1000.0),
+    ParamSpec('depth_scale', 0.0, 'Metres per depth unit; 0 = from the encoding (16UC1: 0.001, '
+              '32FC1: 1.0).', min_value=0.0, max_value=1000.0),
+    ParamSpec('mask_erosion', 2, 'Erode masks by this many pixels before reading depth (drops '
+              'edge pixels that fall on the background).', min_value=0, max_value=50),
+    ParamSpec('min_depth_points', 20, 'Fewer valid depth points than this: has_position = false.',
+              min_value=1, max_value=1_000_000),
+    ParamSpec('publish_points', False, 'Publish "points" (PointCloud2 of all instances: x, y, z, '
+              'instance, class_id, rgb).'),
+)
+
+SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class NodeParams:
+    """A typed snapshot of every parameter (field names = parameter names)."""
+
+    weights: str
+    preset: str
+    class_names_file: str
+    device: str
+    half: bool
+    input_compressed: bool
+    score_threshold: float
+    nms_threshold: float
+    top_k: int
+    max_detections: int
+    classes: tuple[str, ...]
+    min_mask_area: int
+    publish_overlay: bool
+    publish_markers: bool
+    publish_label_image: bool
+    overlay_alpha: float
+    overlay_draw_boxes: bool
+    overlay_draw_labels: bool
+    overlay_font_scale: float
+    diagnostics_period: float
+    use_depth: bool
+    depth_slop: float
+    min_depth: float
+    max_depth: float
+    depth_scale: float
+    mask_erosion: int
+    min_depth_points: int
+    publish_points: bool
+
+    @staticmethod
+    def from_values(values: dict[str, Any]) -> 'NodeParams':
+        """Build from a {name: value} dict holding every parameter."""
+        kwargs = dict(values)
+        kwargs['classes'] = normalize_classes(values['classes'])
+        return NodeParams(**kwargs)
+
+
+def normalize_classes(value: Any) -> tuple[str, ...]:
+    """The ``classes`` parameter as a tuple of names: accepts a string list, a comma-separated
+    string, or an empty list of any type (``ros2 param set ... classes "[]"``)."""
+    if isinstance(value, str):
+        value = value.split(',')
+    return tuple(str(name).strip() for name in (value or ()) if str(name).strip())
+
+
+def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+    """The rcl ParameterDescriptor of ``spec`` (description, read-only flag, range)."""
+    desc = ParameterDescriptor(name=spec.name, description=spec.description,
+                               read_only=spec.read_only, dynamic_typing=spec.dynamic_typing)
+    if not spec.dynamic_typing:
+        desc.type = _param_type(spec.default)
+    if spec.min_value is not None and not isinstance(spec.default, bool):
+        if isinstance(spec.default, int):
+            desc.integer_range = [IntegerRange(from_value=int(spec.min_value),
+                                               to_value=int(spec.max_value), step=0)]
+        elif isinstance(spec.default, float):
+            desc.floating_point_range = [FloatingPointRange(from_value=float(spec.min_value),
+                                                            to_value=float(spec.max_value),
+                                                            step=0.0)]
+    return desc
+
+
+def _param_type(default: Any) -> int:
+    if isinstance(default, bool):
+        return ParameterType.PARAMETER_BOOL
+    if isinstance(default, int):
+        return ParameterType.PARAMETER_INTEGER
+    if isinstance(default, float):
+        return ParameterType.PARAMETER_DOUBLE
+    if isinstance(default, list):
+        return ParameterType.PARAMETER_STRING_ARRAY
+    return ParameterType.PARAMETER_STRING
+
+
+def validate(name: str, value: Any, current: NodeParams) -> str | None:
+    """Why setting ``name`` to ``value`` is refused, or None if it is fine."""
+    spec = SPECS.get(name)
+    if spec is None:
+        return None  # not ours (e.g. use_sim_time, qos_overrides.*)
+    if spec.read_only:
+        return f'{name} is read-only: restart the node to change it'
+    if name == 'classes':
+        if not isinstance(value, (str, list, tuple)) or not all(
+                isinstance(v, str) for v in (value if not isinstance(value, str) else [value])):
+            return 'classes must be a list of class names or a comma-separated string'
+        return None
+    if spec.min_value is not None and not isinstance(value, (bool, str, list, tuple)):
+        if not spec.min_value <= value <= spec.max_value:
+            return (f'{name}={value} is outside [{spec.min_value}, {spec.max_value}]; '
+                    f'keeping {getattr(current, name)}')
+    if name in ('min_depth', 'max_depth'):
+        lo = value if name == 'min_depth' else current.min_depth
+        hi = value if name == 'max_depth' else current.max_depth
+        if lo >= hi:
+            return f'min_depth ({lo}) must be below max_depth ({hi})'
+    return None
+
+
+def validate_all(params: list, current: NodeParams) -> SetParametersResult:
+    """The on-set-parameters callback body: reject the whole set if any value is invalid."""
+    for param in params:
+        reason = validate(param.name, param.value, current)
+        if reason:
+            return SetParametersResult(successful=False, reason=reason)
+    return SetParametersResult(successful=True)
+
+
+def field_names() -> list[str]:
+    """Names of NodeParams fields (== parameter names)."""
+    return [f.name for f in fields(NodeParams)]

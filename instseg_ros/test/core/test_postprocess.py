@@ -1,0 +1,121 @@
+"""postprocess / detect on hand-built head outputs (3 priors, 2 classes + background, 4x4 prototypes).
+
+Priors (loc = 0 -> box = prior): A (0, 0, .5, .5), B (.05, 0, .55, .5) with IoU(A, B) = .225/.275 = .82,
+C (.65, .65, .85, .85) disjoint from both. Logits are log-probabilities, so softmax returns them exactly.
+"""
+
+import math
+
+import pytest
+import torch
+
+from instseg_ros.core.config import get_preset
+from instseg_ros.core.model.yolact import YolactOutput
+from instseg_ros.core.postprocess import InferenceParams, detect, postprocess
+
+V1_CFG = get_preset('yolact_resnet50', num_classes=3)
+PLUS_CFG = get_preset('yolact_plus_resnet50', num_classes=3)
+IMAGE_SIZE = (8, 8)
+
+# class probabilities (background, class 0, class 1)
+PROBS = [[0.10, 0.80, 0.10],   # A
+         [0.25, 0.70, 0.05],   # B
+         [0.30, 0.10, 0.60]]   # C
+
+
+def _output() -> YolactOutput:
+    priors = torch.tensor([[0.25, 0.25, 0.5, 0.5], [0.30, 0.25, 0.5, 0.5], [0.75, 0.75, 0.2, 0.2]])
+    conf = torch.tensor(PROBS).log()
+    coeffs = torch.tensor([[1.0], [1.0], [1.0]])
+    proto = torch.full((1, 4, 4, 1), 10.0)  # sigmoid(10) ~ 1 everywhere before cropping
+    return YolactOutput(loc=torch.zeros(1, 3, 4), conf=conf[None], coeffs=coeffs[None], proto=proto,
+                        priors=priors, segm=None)
+
+
+def _block(rows: range, cols: range) -> torch.Tensor:
+    mask = torch.zeros(IMAGE_SIZE, dtype=torch.bool)
+    mask[rows.start:rows.stop, cols.start:cols.stop] = True
+    return mask
+
+
+def test_detect_fast_nms_order_and_low_scores_survive():
+    out = _output()
+    dets = detect(out.loc[0], out.conf[0], out.coeffs[0], out.priors, InferenceParams())
+    # class 0: A .8 keeps, B .7 suppressed by A, C .1 kept; class 1: C .6, A .1 kept, B .05 suppressed by A
+    torch.testing.assert_close(dets.scores, torch.tensor([0.8, 0.6, 0.1, 0.1]))
+    assert dets.labels.tolist()[:2] == [0, 1] and sorted(dets.labels.tolist()[2:]) == [0, 1]
+    torch.testing.assert_close(dets.boxes_xyxy[0], torch.tensor([0.0, 0.0, 0.5, 0.5]))
+    torch.testing.assert_close(dets.boxes_xyxy[1], torch.tensor([0.65, 0.65, 0.85, 0.85]))
+
+
+def test_postprocess_boxes_masks_scores():
+    inst = postprocess(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(score_threshold=0.3))
+    assert inst.image_size == IMAGE_SIZE and len(inst) == 2
+    torch.testing.assert_close(inst.scores, torch.tensor([0.8, 0.6]))
+    assert inst.labels.tolist() == [0, 1] and inst.labels.dtype == torch.int64
+    # C: x 5.2 -> 5, 6.8 -> 6 (truncation)
+    assert inst.boxes_xyxy.dtype == torch.float32
+    assert inst.boxes_xyxy.tolist() == [[0.0, 0.0, 4.0, 4.0], [5.0, 5.0, 6.0, 6.0]]
+    # A crop at 4x4 with 1 px padding: [0, 3) -> rows/cols 0..2; upsampled x2 -> 0..5 (> .5 at .75*.75)
+    assert torch.equal(inst.masks[0], _block(range(0, 6), range(0, 6)))
+    # C crop: [1.6, 4) -> rows/cols 2, 3; upsampled -> 4..7
+    assert torch.equal(inst.masks[1], _block(range(4, 8), range(4, 8)))
+
+
+def test_score_threshold_is_strict_and_class_filter():
+    score_c = torch.softmax(torch.tensor(PROBS).log(), -1)[2, 2].item()  # ~0.6 as computed in float32
+    inst = postprocess(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(score_threshold=score_c))
+    assert inst.labels.tolist() == [0]  # a score equal to the threshold is dropped
+    below = postprocess(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(score_threshold=score_c - 1e-6))
+    assert below.labels.tolist() == [0, 1]
+    only_1 = postprocess(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(score_threshold=0.05, class_ids=(1,)))
+    assert only_1.labels.tolist() == [1, 1]
+    torch.testing.assert_close(only_1.scores, torch.tensor([0.6, 0.1]))
+    assert only_1.boxes_xyxy[1].tolist() == [0.0, 0.0, 4.0, 4.0]  # A for class 1
+
+
+def test_max_detections_and_empty_results():
+    inst = postprocess(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(score_threshold=0.0, max_detections=3))
+    assert len(inst) == 3
+    empty = postprocess(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(score_threshold=0.9))
+    assert len(empty) == 0 and empty.masks.shape == (0, 8, 8) and empty.boxes_xyxy.shape == (0, 4)
+    none_left = postprocess(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(conf_threshold=0.95))
+    assert len(none_left) == 0
+    no_class = postprocess(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(class_ids=(7,)))
+    assert len(no_class) == 0
+
+
+def _maskiou_by_area(masks_soft: torch.Tensor) -> torch.Tensor:
+    """[N,1,Hp,Wp] -> [N,2]: the big (A-like) mask gets (.5, 0), the small one (0, .9)."""
+    big = masks_soft.mean(dim=(1, 2, 3)) > 0.4
+    return torch.where(big[:, None], torch.tensor([0.5, 0.0]), torch.tensor([0.0, 0.9]))
+
+
+def test_maskiou_rescoring_resorts_and_rethresholds():
+    params = InferenceParams(score_threshold=0.3)
+    inst = postprocess(_output(), PLUS_CFG, IMAGE_SIZE, params, rescore_fn=_maskiou_by_area)
+    # A: .8 * .5 = .4 ; C: .6 * .9 = .54 -> C first
+    assert inst.labels.tolist() == [1, 0]
+    torch.testing.assert_close(inst.scores, torch.tensor([0.54, 0.4]))
+    assert torch.equal(inst.masks[0], _block(range(4, 8), range(4, 8)))
+    strict = postprocess(_output(), PLUS_CFG, IMAGE_SIZE, InferenceParams(score_threshold=0.45),
+                         rescore_fn=_maskiou_by_area)
+    assert strict.labels.tolist() == [1]
+    # a v1 config ignores the rescoring function
+    plain = postprocess(_output(), V1_CFG, IMAGE_SIZE, params, rescore_fn=_maskiou_by_area)
+    torch.testing.assert_close(plain.scores, torch.tensor([0.8, 0.6]))
+
+
+def test_empty_prior_set():
+    out = YolactOutput(loc=torch.zeros(1, 0, 4), conf=torch.zeros(1, 0, 3), coeffs=torch.zeros(1, 0, 1),
+                       proto=torch.zeros(1, 4, 4, 1), priors=torch.zeros(0, 4), segm=None)
+    assert len(postprocess(out, V1_CFG, IMAGE_SIZE)) == 0
+
+
+def test_params_validation():
+    assert InferenceParams(class_ids=[2, 1]).class_ids == (2, 1)
+    with pytest.raises(ValueError):
+        InferenceParams(class_ids=(-1,))
+    with pytest.raises(ValueError):
+        InferenceParams(nms_threshold=1.5)
+    assert math.isclose(InferenceParams().conf_threshold, 0.05)

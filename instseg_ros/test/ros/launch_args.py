@@ -1,0 +1,73 @@
+"""Start nodes exactly as launch_ros would: executable + --ros-args with -r __node:=, -r __ns:=,
+--params-file, -p name:=value, -r from:=to. Shared by the node tests and benchmarks.
+
+Tests import this with importlib mode; it holds no tests itself.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+PACKAGE_DIR = pathlib.Path(__file__).resolve().parents[2]
+LAUNCH_FILE = PACKAGE_DIR / 'launch' / 'yolact.launch.py'
+PARAMS_FILE = PACKAGE_DIR / 'config' / 'yolact.yaml'
+
+
+def load_launch_tables() -> dict:
+    """The plain-data tables of launch/yolact.launch.py (importable without launch)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('yolact_launch', LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return {'parameters': module.PARAMETER_ARGUMENTS, 'remaps': module.REMAP_ARGUMENTS,
+            'other': module.OTHER_ARGUMENTS, 'strings': module.STRING_ARGUMENTS}
+
+
+def ros_args(node_name: str = 'yolact', namespace: str = '', params_file: str | None = None,
+             parameters: dict | None = None, remaps: dict | None = None) -> list[str]:
+    """The --ros-args list launch_ros produces for a Node action with these settings."""
+    args = ['--ros-args', '-r', f'__node:={node_name}']
+    if namespace:
+        args += ['-r', f'__ns:={namespace}']
+    if params_file:
+        args += ['--params-file', str(params_file)]
+    for name, value in (parameters or {}).items():
+        if isinstance(value, bool):
+            value = 'true' if value else 'false'
+        args += ['-p', f'{name}:={value}']
+    for src, dst in (remaps or {}).items():
+        args += ['-r', f'{src}:={dst}']
+    return args
+
+
+def node_command(module: str = 'instseg_ros.ros.node', **kwargs) -> list[str]:
+    """python -m <module> --ros-args ... (same entry point as the installed executable)."""
+    return [sys.executable, '-m', module, *ros_args(**kwargs)]
+
+
+def start(command: list[str], log_path: pathlib.Path, env: dict | None = None) -> subprocess.Popen:
+    """Start in a new session (its own process group), output to ``log_path``."""
+    log = open(log_path, 'wb')  # noqa: SIM115 - closed by the OS with the process
+    return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
+                            env={**os.environ, **(env or {})}, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> int | None:
+    """SIGINT to the whole group (like ros2 launch), then SIGKILL if it lingers."""
+    if proc.poll() is None:
+        try:
+            os.killpg(proc.pid, signal.SIGINT)
+        except ProcessLookupError:
+            pass
+        deadline = time.monotonic() + timeout_s
+        while proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+    return proc.returncode

@@ -1,0 +1,87 @@
+"""The launch file, config/yolact.yaml and the parameter table must not drift apart."""
+
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from launch_args import LAUNCH_FILE, PARAMS_FILE, load_launch_tables, ros_args  # noqa: E402
+
+from instseg_ros.ros.params import PARAMETERS, SPECS, NodeParams, field_names  # noqa: E402
+
+NODE_INPUT_TOPICS = {'image', 'image/compressed', 'depth', 'camera_info'}
+
+
+def yaml_parameters() -> dict:
+    data = yaml.safe_load(PARAMS_FILE.read_text())
+    return data['/**']['ros__parameters']
+
+
+def test_every_launch_parameter_argument_is_a_declared_parameter():
+    tables = load_launch_tables()
+    unknown = sorted(set(tables['parameters']) - set(SPECS))
+    assert unknown == []
+    # use_depth and the depth options of the depth issue are launch arguments
+    for name in ('use_depth', 'depth_slop', 'min_depth', 'max_depth', 'depth_scale',
+                 'mask_erosion', 'publish_points', 'weights', 'preset', 'device', 'half',
+                 'score_threshold', 'nms_threshold', 'top_k'):
+        assert name in tables['parameters'], name
+
+
+def test_launch_argument_defaults_equal_parameter_defaults():
+    tables = load_launch_tables()
+    for name, (default, _desc) in tables['parameters'].items():
+        value = default if name in tables['strings'] else yaml.safe_load(default)
+        assert value == SPECS[name].default, name
+        assert type(value) is type(SPECS[name].default), name
+
+
+def test_every_remap_argument_targets_a_node_input_topic():
+    tables = load_launch_tables()
+    assert {topic for topic, _ in tables['remaps'].values()} <= NODE_INPUT_TOPICS
+    assert set(tables['remaps']) == {'image', 'depth', 'camera_info'}
+    assert set(tables['other']) == {'namespace', 'params_file', 'rviz'}
+
+
+def test_yaml_keys_and_defaults_match_the_parameter_table():
+    values = yaml_parameters()
+    assert sorted(values) == sorted(SPECS), 'config/yolact.yaml and params.PARAMETERS differ'
+    for name, value in values.items():
+        default = SPECS[name].default
+        assert value == default, name
+        if not isinstance(default, list):
+            assert type(value) is type(default), name
+    assert sorted(field_names()) == sorted(SPECS)
+
+
+def test_parameter_table_is_complete():
+    for spec in PARAMETERS:
+        assert spec.description, spec.name
+        if spec.min_value is not None:
+            assert spec.min_value <= spec.default <= spec.max_value, spec.name
+    snapshot = NodeParams.from_values({s.name: s.default for s in PARAMETERS})
+    assert snapshot.classes == ()
+
+
+def test_ros_args_match_launch_ros_conventions():
+    args = ros_args(namespace='/robot', params_file='/p.yaml',
+                    parameters={'score_threshold': 0.5, 'half': True},
+                    remaps={'image': '/cam/image'})
+    assert args == ['--ros-args', '-r', '__node:=yolact', '-r', '__ns:=/robot',
+                    '--params-file', '/p.yaml', '-p', 'score_threshold:=0.5',
+                    '-p', 'half:=true', '-r', 'image:=/cam/image']
+
+
+@pytest.mark.skipif(importlib.util.find_spec('launch_ros') is None,
+                    reason='launch_ros is not installed (no PyPI wheel); runs on a ROS install')
+def test_launch_file_generates_a_description():
+    spec = importlib.util.spec_from_file_location('yolact_launch', LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    description = module.generate_launch_description()
+    names = {a.name for a in description.get_launch_arguments()}
+    tables = load_launch_tables()
+    assert names == set(tables['parameters']) | set(tables['remaps']) | set(tables['other'])
