@@ -1,17 +1,21 @@
 """Mask encoding helpers: tight ROI crops, mono8 packing and label images.
 
-Pure numpy / torch; never imports rclpy or message types. An *ROI* is the triple
-``(x0, y0, crop)`` where ``crop`` is a bool ``[h, w]`` array holding the mask pixels of the
-tight bounding box of the True pixels, whose top-left pixel is (row ``y0``, column ``x0``) of
-the full frame. Pixel ``(r, c)`` of ``crop`` is pixel ``(y0 + r, x0 + c)`` of the frame.
+Pure numpy: accepts torch tensors but never imports torch itself (slow to load), nor rclpy or
+message types. An *ROI* is the triple ``(x0, y0, crop)`` where ``crop`` is a bool ``[h, w]``
+array holding the mask pixels of the tight bounding box of the True pixels, whose top-left
+pixel is (row ``y0``, column ``x0``) of the full frame. Pixel ``(r, c)`` of ``crop`` is pixel
+``(y0 + r, x0 + c)`` of the frame.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+import sys
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is optional here: never imported by this module (it is slow to load)
+    import torch
 
 Roi = tuple[int, int, np.ndarray]
 
@@ -32,8 +36,15 @@ def _bounds_numpy(masks: np.ndarray) -> np.ndarray:
                      (height - 1) - rows[:, ::-1].argmax(axis=1)], axis=1)
 
 
-def _bounds_torch(masks: torch.Tensor) -> np.ndarray:
+def _is_tensor(value: Any) -> bool:
+    """True for a torch.Tensor (without importing torch: a tensor implies torch is loaded)."""
+    torch_module = sys.modules.get('torch')
+    return torch_module is not None and isinstance(value, torch_module.Tensor)
+
+
+def _bounds_torch(masks: 'torch.Tensor') -> np.ndarray:
     """Same as :func:`_bounds_numpy` for a bool tensor on any device (computed there)."""
+    torch = sys.modules['torch']
     as_u8 = masks.to(torch.uint8)
     rows = as_u8.amax(dim=2)  # [N, H]
     cols = as_u8.amax(dim=1)  # [N, W]
@@ -44,18 +55,18 @@ def _bounds_torch(masks: torch.Tensor) -> np.ndarray:
     return bounds.cpu().numpy()
 
 
-def _as_bool_masks(masks: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+def _as_bool_masks(masks: 'np.ndarray | torch.Tensor') -> 'np.ndarray | torch.Tensor':
     """Validate ``[N, H, W]``; non-bool -> ``!= 0``; CPU tensors -> numpy (zero copy)."""
     if masks.ndim != 3:
         raise ValueError(f'masks must be [N, H, W], got shape {tuple(masks.shape)}')
-    if isinstance(masks, torch.Tensor):
-        masks = masks if masks.dtype == torch.bool else masks != 0
+    if _is_tensor(masks):
+        masks = masks if masks.dtype == sys.modules['torch'].bool else masks != 0
         return masks.numpy() if masks.device.type == 'cpu' else masks
     masks = np.asarray(masks)
     return masks if masks.dtype == np.bool_ else masks != 0
 
 
-def masks_to_rois(masks: np.ndarray | torch.Tensor) -> list[Roi | None]:
+def masks_to_rois(masks: 'np.ndarray | torch.Tensor') -> list[Roi | None]:
     """Tight ROI of every mask.
 
     Bounding rows / columns come from max-projections (``[N, H]`` and ``[N, W]``), so the full
@@ -72,7 +83,7 @@ def masks_to_rois(masks: np.ndarray | torch.Tensor) -> list[Roi | None]:
     masks = _as_bool_masks(masks)
     if masks.shape[0] == 0:
         return []
-    on_device = isinstance(masks, torch.Tensor)
+    on_device = _is_tensor(masks)
     bounds = _bounds_torch(masks) if on_device else _bounds_numpy(masks)
     rois: list[Roi | None] = []
     for i, (nonempty, x0, y0, x1, y1) in enumerate(bounds.tolist()):
@@ -85,8 +96,8 @@ def masks_to_rois(masks: np.ndarray | torch.Tensor) -> list[Roi | None]:
     return rois
 
 
-def mask_to_roi(mask: np.ndarray | torch.Tensor) -> Roi | None:
-    """Tight ROI of one bool ``[H, W]`` mask: ``(x0, y0, crop bool [h, w])``, or ``None`` if empty."""
+def mask_to_roi(mask: 'np.ndarray | torch.Tensor') -> Roi | None:
+    """Tight ROI of one bool ``[H, W]`` mask: ``(x0, y0, crop bool [h, w])``; None if empty."""
     if mask.ndim != 2:
         raise ValueError(f'mask must be [H, W], got shape {tuple(mask.shape)}')
     return masks_to_rois(mask[None])[0]
@@ -121,7 +132,8 @@ def paste_roi(x0: int, y0: int, crop: np.ndarray, height: int, width: int) -> np
     return full
 
 
-def label_image(masks: np.ndarray | torch.Tensor, order: Sequence[int] | None = None) -> np.ndarray:
+def label_image(masks: 'np.ndarray | torch.Tensor',
+                order: Sequence[int] | None = None) -> np.ndarray:
     """Paint instance masks into one label image.
 
     Args:
@@ -145,7 +157,7 @@ def label_image(masks: np.ndarray | torch.Tensor, order: Sequence[int] | None = 
         return labels
     if min(order) < 0 or max(order) >= n:
         raise ValueError(f'order {order} has indices outside 0..{n - 1}')
-    array = masks.cpu().numpy() if isinstance(masks, torch.Tensor) else masks
+    array = masks.cpu().numpy() if _is_tensor(masks) else masks
     for i in reversed(order):  # lowest priority first, so the highest priority is drawn last
         labels[array[i]] = i + 1
     return labels

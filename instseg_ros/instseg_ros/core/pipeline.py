@@ -14,7 +14,7 @@ import numpy as np
 
 from instseg_ros.core.encoding import masks_to_rois
 from instseg_ros.core.geometry import (CameraIntrinsics, DepthParams, Instance3D,
-                                       project_instances)
+                                       project_instances, scale_mask_roi)
 from instseg_ros.core.predictor import InferenceParams, Predictor
 
 MaskRoi = tuple[int, int, np.ndarray]
@@ -111,30 +111,14 @@ class FramePipeline:
         intrinsics = depth.intrinsics
         depth_h, depth_w = depth.depth_m.shape[:2]
         if (depth_h, depth_w) != (height, width):
-            rois = [scale_roi(roi, depth_w / width, depth_h / height) for roi in rois]
+            rois = [scale_mask_roi(x0, y0, crop, depth_w / width, depth_h / height)
+                    for x0, y0, crop in rois]
         out = project_instances(rois, depth.depth_m, intrinsics, depth_params,
                                 return_points=want_points)
         if want_points:
             result.instances_3d, result.points_m = out
         else:
             result.instances_3d = out
-
-
-def scale_roi(roi: MaskRoi, scale_x: float, scale_y: float) -> MaskRoi:
-    """Resample a mask ROI into an image scaled by (scale_x, scale_y) (nearest neighbour).
-
-    Returns (x0', y0', crop') with crop' covering the scaled box; empty crops stay 1x1 False.
-    """
-    import cv2
-
-    x0, y0, crop = roi
-    h, w = crop.shape
-    nx0, ny0 = int(np.floor(x0 * scale_x)), int(np.floor(y0 * scale_y))
-    nx1 = max(nx0 + 1, int(np.ceil((x0 + w) * scale_x)))
-    ny1 = max(ny0 + 1, int(np.ceil((y0 + h) * scale_y)))
-    resized = cv2.resize(crop.astype(np.uint8), (nx1 - nx0, ny1 - ny0),
-                         interpolation=cv2.INTER_NEAREST)
-    return nx0, ny0, resized.astype(bool)
 
 
 def nearest_stamp(stamps_s: Sequence[float], target_s: float, slop_s: float) -> int | None:

@@ -11,10 +11,12 @@ thread runs inference, so latency never grows when the camera is faster than the
 from __future__ import annotations
 
 import collections
+import re
 import sys
 import threading
 import time
 
+import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from instseg_msgs.msg import InstanceMaskArray
@@ -23,7 +25,7 @@ from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
-from instseg_ros.core.encoding import label_image
+from instseg_ros.core.encoding import label_image, paste_roi
 from instseg_ros.core.geometry import CameraIntrinsics, DepthParams, depth_to_meters
 from instseg_ros.core.latest import LatestSlot
 from instseg_ros.core.pipeline import DepthInput, FramePipeline, FrameResult, nearest_stamp
@@ -249,7 +251,9 @@ class YolactNode(Node):
         if params.publish_markers and self.pub_markers.get_subscription_count() > 0:
             self.pub_markers.publish(result_to_markers(result, header, names))
         if params.publish_label_image and self.pub_labels.get_subscription_count() > 0:
-            labels = label_image(result.rois, *result.image_size)
+            labels = label_image(np.stack([paste_roi(x0, y0, crop, *result.image_size)
+                                           for x0, y0, crop in result.rois])
+                                 if result.rois else np.zeros((0, *result.image_size), bool))
             self.pub_labels.publish(numpy_to_image(labels, '16UC1', header))
         if params.publish_points and result.points_m is not None:
             self.pub_points.publish(result_to_cloud(result, header))
@@ -263,10 +267,12 @@ class YolactNode(Node):
             stages=self._stats.summary()))
 
     def _bad_input(self, kind: str, text: str) -> None:
-        """One error per problem kind every BAD_INPUT_LOG_PERIOD_S seconds."""
+        """Log ``text`` at most once every BAD_INPUT_LOG_PERIOD_S seconds per distinct problem
+        (same kind and same message apart from numbers), so a broken stream cannot flood logs."""
+        key = kind + ':' + re.sub(r'\d+', '#', text)
         now = time.monotonic()
-        if now - self._bad_input_logged.get(kind, -1e9) >= BAD_INPUT_LOG_PERIOD_S:
-            self._bad_input_logged[kind] = now
+        if now - self._bad_input_logged.get(key, -1e9) >= BAD_INPUT_LOG_PERIOD_S:
+            self._bad_input_logged[key] = now
             self.get_logger().error(text)
 
     def destroy_node(self):

@@ -48,7 +48,8 @@ class Camera:
     """Pinhole camera intrinsics (no distortion).
 
     ``fx``/``fy`` default to 525 px scaled by ``width / 640`` (a Kinect-like 62 deg horizontal
-    field of view); ``cx``/``cy`` default to the image centre ``((width - 1) / 2, (height - 1) / 2)``.
+    field of view); ``cx``/``cy`` default to the image centre ``(width - 1) / 2``,
+    ``(height - 1) / 2``.
     """
 
     width: int = 640
@@ -150,7 +151,7 @@ def _hsv_to_bgr(h: float, s: float, v: float) -> np.ndarray:
 
 
 def _smooth_noise(rng: np.random.Generator, h: int, w: int, cells: int) -> np.ndarray:
-    """Low-frequency noise in [-1, 1]: float32 [h, w] from a ``cells``-wide grid, cubic upsampling."""
+    """Low-frequency noise in [-1, 1]: float32 [h, w], a ``cells``-wide grid upsampled (cubic)."""
     gh = max(2, int(round(cells * h / max(w, 1))))
     grid = rng.uniform(-1.0, 1.0, size=(gh, cells)).astype(np.float32)
     return np.clip(cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC), -1.0, 1.0)

@@ -96,7 +96,9 @@ def test_fpn_by_hand():
     p3, p4, p5, p6, p7 = fpn([c3, c4, c5])
     assert p3.shape[-2:] == (3, 3)  # upsampled to the exact lateral size (2 -> 3)
     assert p5.item() == 0.0  # ReLU(-2)
-    assert torch.all(p4 == 3.0) and torch.all(p3 == 3.0)  # top-down carries the pre-ReLU sum: -2 + 5, + 0
+    # top-down carries the pre-ReLU sum: -2 + 5 = 3 into P4, then 3 + 0 into P3
+    torch.testing.assert_close(p4, torch.full((1, 1, 2, 2), 3.0, dtype=torch.float64))
+    torch.testing.assert_close(p3, torch.full((1, 1, 3, 3), 3.0, dtype=torch.float64))
     assert p6.item() == -1.0 and p7.item() == -2.0  # no ReLU on P6 / P7
 
 

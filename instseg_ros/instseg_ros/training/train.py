@@ -1,0 +1,223 @@
+"""Train YOLACT on a COCO-format dataset: ``instseg-train --data DIR --out DIR``.
+
+Checkpoints (``<out>/<preset>_<epoch>_<iteration>.pth``) hold only the model's flat state dict in the
+official layout, so they load strictly with :func:`instseg_ros.core.checkpoint.load_model` (the file
+name names the preset). Next to each one:
+
+* ``<stem>.json``: class names (label order), category ids, preset, num_classes, input size,
+  iteration, epoch, the training configuration and the last running losses;
+* ``<stem>.optim.pt``: SGD state and iteration, used by ``--resume``.
+
+``<out>/train_log.csv`` records the losses and learning rate of every iteration.
+
+Schedule: SGD (momentum 0.9, weight decay 5e-4), linear warm-up from ``lr * warmup_factor`` over
+``warmup_iters``, then the learning rate is multiplied by ``gamma`` at each ``lr_steps`` fraction of
+the iterations. The backbone starts from a seeded random init (no pretrained weights offline);
+BatchNorm trains with batch statistics, so batches of 8+ images are advisable.
+
+Determinism: weights are initialised from a local ``torch.Generator``, the data stream and its
+augmentations depend only on the seed and the iteration (see :mod:`.data`), and the trained-mask
+subsets use a per-iteration generator, so a run repeats exactly on the same machine/device and a
+resumed run continues the same stream. ``--deterministic`` additionally enables
+``torch.use_deterministic_algorithms`` (useful on CUDA).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from instseg_ros.core.checkpoint import load_state_dict_file, save_checkpoint
+from instseg_ros.core.config import ModelConfig, get_preset
+from instseg_ros.core.model.yolact import Yolact, init_weights_
+from instseg_ros.training.data import AugmentConfig, CocoInstanceDataset, make_loader
+from instseg_ros.training.losses import LossConfig, compute_losses
+
+LOSS_NAMES = ('box', 'conf', 'mask', 'semantic', 'maskiou')
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run needs (the CLI flags map 1:1 onto these fields).
+
+    Attributes:
+        data: dataset folder with ``instances.json`` (image ``file_name`` relative to it or to ``images/``),
+            or the json file itself.
+        out: output folder for checkpoints and logs.
+        preset: model preset; num_classes comes from the dataset (+1 background).
+        iterations: total optimizer steps (including those done before a resume).
+        batch_size, lr, momentum, weight_decay: SGD settings.
+        warmup_iters, warmup_factor: linear warm-up from ``lr * warmup_factor`` to ``lr``.
+        lr_steps, gamma: step decay by ``gamma`` at these fractions of ``iterations``.
+        seed: seeds weights, data order, augmentation and mask sampling.
+        device: 'cpu', 'cuda', 'cuda:1', ...
+        resume: checkpoint ``.pth`` to continue from (its ``.json`` / ``.optim.pt`` side-cars are used).
+        save_every: also save every N iterations (0: only at the end).
+        threads: torch intra-op CPU threads (None: leave torch's default).
+        num_workers: data-loader worker processes (0: load in the main process).
+        augment: random flip, photometric jitter and crop.
+        log_every: print a progress line every N iterations.
+        grad_clip: max global gradient norm (None: no clipping); guards the random-init start.
+        input_size: override the preset's input side (anchors scale with it). For tests/experiments:
+            the reloaded checkpoint runs at the preset's size.
+        image_dir: image folder if not next to the json.
+        loss: matching thresholds and loss weights.
+    """
+
+    data: str
+    out: str = 'runs/train'
+    preset: str = 'yolact_small'
+    iterations: int = 1000
+    batch_size: int = 8
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_iters: int = 100
+    warmup_factor: float = 0.1
+    lr_steps: tuple[float, ...] = (0.7, 0.9)
+    gamma: float = 0.1
+    seed: int = 0
+    device: str = 'cpu'
+    resume: str | None = None
+    save_every: int = 0
+    threads: int | None = None
+    num_workers: int = 0
+    augment: bool = True
+    log_every: int = 10
+    grad_clip: float | None = 10.0
+    input_size: int | None = None
+    image_dir: str | None = None
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+def lr_at(iteration: int, cfg: TrainConfig) -> float:
+    """Learning rate of 0-based ``iteration``: linear warm-up, then step decay at ``lr_steps`` fractions."""
+    if iteration < cfg.warmup_iters:
+        alpha = iteration / max(cfg.warmup_iters, 1)
+        return cfg.lr * (cfg.warmup_factor + (1.0 - cfg.warmup_factor) * alpha)
+    drops = sum(iteration >= int(round(f * cfg.iterations)) for f in cfg.lr_steps)
+    return cfg.lr * cfg.gamma ** drops
+
+
+def model_config(cfg: TrainConfig, num_classes: int) -> ModelConfig:
+    """Preset with the dataset's class count (incl. background) and the optional input-size override
+    (pixel anchor scales are scaled along, so relative anchors stay those of the preset)."""
+    model_cfg = get_preset(cfg.preset, num_classes=num_classes)
+    if cfg.input_size is None or cfg.input_size == model_cfg.max_size:
+        return model_cfg
+    ratio = cfg.input_size / model_cfg.max_size
+    scales = tuple(tuple(s * ratio for s in level) for level in model_cfg.pred_scales)
+    return replace(model_cfg, max_size=int(cfg.input_size), pred_scales=scales)
+
+
+def proto_size(model: Yolact, device: torch.device) -> int:
+    """Side of the model's (square) prototype maps for its input size, from one no-grad forward."""
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        size = model.cfg.max_size
+        out = model(torch.zeros((1, 3, size, size), device=device))
+    model.train(was_training)
+    return int(out.proto.shape[1])
+
+
+def sidecar_paths(checkpoint: str | Path) -> tuple[Path, Path]:
+    """(``<stem>.json``, ``<stem>.optim.pt``) next to a checkpoint ``<stem>.pth``."""
+    path = Path(checkpoint)
+    return path.with_suffix('.json'), path.with_suffix('.optim.pt')
+
+
+def checkpoint_path(out: str | Path, preset: str, epoch: int, iteration: int) -> Path:
+    """``<out>/<preset>_<epoch>_<iteration>.pth`` (the official naming, parsed by load_model)."""
+    return Path(out) / f'{preset}_{epoch}_{iteration}.pth'
+
+
+def save_training_state(model: Yolact, optimizer: torch.optim.Optimizer, path: Path, meta: dict) -> Path:
+    """Write the weights (official flat layout), the side-car JSON ``meta`` and the optimizer state."""
+    save_checkpoint(model, path)
+    json_path, optim_path = sidecar_paths(path)
+    json_path.write_text(json.dumps(meta, indent=2, default=str))
+    tmp = optim_path.with_name(optim_path.name + '.tmp')
+    torch.save({'optimizer': optimizer.state_dict(), 'iteration': int(meta['iteration'])}, tmp)
+    tmp.replace(optim_path)
+    return path
+
+
+def load_resume_state(path: str | Path, model: Yolact, optimizer: torch.optim.Optimizer,
+                      class_names: Sequence[str]) -> int:
+    """Load weights (strict) and, if present, optimizer state from a checkpoint of this run; returns the
+    iteration to continue from. Raises ValueError if the checkpoint was trained on other classes."""
+    json_path, optim_path = sidecar_paths(path)
+    meta = json.loads(json_path.read_text()) if json_path.is_file() else {}
+    if meta.get('class_names') is not None and list(meta['class_names']) != list(class_names):
+        raise ValueError(f'{path}: trained on classes {meta["class_names"]}, dataset has {list(class_names)}')
+    model.load_state_dict(load_state_dict_file(path), strict=True)
+    iteration = int(meta.get('iteration', 0))
+    if optim_path.is_file():
+        state = torch.load(optim_path, map_location='cpu', weights_only=True)
+        optimizer.load_state_dict(state['optimizer'])
+        iteration = int(state.get('iteration', iteration))
+    return iteration
+
+
+class LossMeter:
+    """Running means of the named losses since the last :meth:`reset`, plus the step timer."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.count = 0
+        self.start = time.perf_counter()
+
+    def update(self, values: dict[str, float]) -> None:
+        for k, v in values.items():
+            self.sums[k] = self.sums.get(k, 0.0) + v
+        self.count += 1
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.count, 1) for k, v in self.sums.items()}
+
+    def seconds_per_iteration(self) -> float:
+        return (time.perf_counter() - self.start) / max(self.count, 1)
+
+
+def progress_line(iteration: int, total: int, lr: float, means: dict[str, float], sec_per_it: float) -> str:
+    """One log line: ``[ 120/1000]  12% lr 1.00e-03 | box 1.234 conf ... | total 9.876 | 2.41 s/it eta 0:35:20``."""
+    width = len(str(total))
+    parts = ' '.join(f'{k} {v:.3f}' for k, v in means.items() if k != 'total')
+    eta = int(sec_per_it * (total - iteration))
+    return (f'[{iteration:>{width}}/{total}] {100 * iteration // max(total, 1):3d}% lr {lr:.2e} | {parts} | '
+            f'total {means.get("total", float("nan")):.3f} | {sec_per_it:.2f} s/it '
+            f'({1 / max(sec_per_it, 1e-9):.2f} it/s) eta {eta // 3600}:{eta // 60 % 60:02d}:{eta % 60:02d}')
+
+
+def train_step(model: Yolact, optimizer: torch.optim.Optimizer, batch, cfg: TrainConfig,
+               generator: torch.Generator) -> dict[str, float] | None:
+    """Forward, losses, backward and SGD step on one batch; returns the float losses (with ``total``),
+    or None if the loss was not finite (the step is skipped)."""
+    output = model(batch.images)
+    rescore = model.rescore if model.cfg.use_maskiou else None
+    losses = compute_losses(output, batch, cfg.loss, rescore=rescore, generator=generator)
+    total = sum(losses.values())
+    if not bool(torch.isfinite(total)):
+        return None
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    if cfg.grad_clip is not None:
+        nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+    optimizer.step()
+    values = {k: float(v.detach()) for k, v in losses.items()}
+    values['total'] = float(total.detach())
+    return values

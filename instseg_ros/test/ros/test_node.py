@@ -1,0 +1,217 @@
+"""The yolact node as a separate process over the real middleware, started with the arguments the
+launch file produces (--ros-args -r __node:=yolact --params-file config/yolact.yaml -p ... -r ...).
+"""
+
+import json
+import pathlib
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from launch_args import PARAMS_FILE, node_command, start, stop  # noqa: E402
+
+from instseg_ros.core.checkpoint import save_checkpoint  # noqa: E402
+from instseg_ros.core.config import get_preset  # noqa: E402
+from instseg_ros.core.encoding import paste_roi  # noqa: E402
+from instseg_ros.core.model.yolact import Yolact  # noqa: E402
+from instseg_ros.core.predictor import InferenceParams, Predictor  # noqa: E402
+from instseg_ros.synth.scene import CLASS_NAMES, Camera, render_scene  # noqa: E402
+
+pytestmark = pytest.mark.ros
+IMAGE_TOPIC = '/test_cam/image'
+NAMESPACE = '/robot'
+INSTANCES_TOPIC = f'{NAMESPACE}/instances'
+NODE = f'{NAMESPACE}/yolact'
+
+
+@pytest.fixture(scope='module')
+def weights(tmp_path_factory) -> pathlib.Path:
+    """A random yolact_small checkpoint (5 classes) with a class-name side-car, as training writes."""
+    torch.manual_seed(0)
+    model = Yolact(get_preset('yolact_small', num_classes=len(CLASS_NAMES) + 1)).eval()
+    with torch.no_grad():  # positive prototypes and coefficients: non-empty (box-shaped) masks
+        model.proto_net[10].bias.fill_(1.0)
+        model.prediction_layers[0].mask_layer.bias.fill_(1.0)
+    path = tmp_path_factory.mktemp('weights') / 'yolact_small_test.pth'
+    save_checkpoint(model, path)
+    path.with_suffix('.json').write_text(json.dumps({'class_names': list(CLASS_NAMES)}))
+    return path
+
+
+@pytest.fixture(scope='module')
+def node_process(weights, tmp_path_factory):
+    log = tmp_path_factory.mktemp('logs') / 'yolact.log'
+    proc = start(node_command(namespace=NAMESPACE, params_file=PARAMS_FILE,
+                              parameters={'weights': str(weights), 'device': 'cpu',
+                                          'score_threshold': 0.05, 'max_detections': 8},
+                              remaps={'image': IMAGE_TOPIC}), log)
+    yield proc, log
+    code = stop(proc)
+    print(log.read_text()[-3000:])
+    assert code == 0, 'the node must exit cleanly on SIGINT'
+
+
+@pytest.fixture
+def client(make_node, spin_until, node_process):
+    """A test node with an image publisher and an /instances subscriber, matched to the node."""
+    from instseg_msgs.msg import InstanceMaskArray
+    from sensor_msgs.msg import Image
+
+    proc, log = node_process
+    node = make_node('node_test_client')
+    received = []
+    node.create_subscription(InstanceMaskArray, INSTANCES_TOPIC, received.append, 10)
+    pub = node.create_publisher(Image, IMAGE_TOPIC, 10)
+    matched = spin_until(node, lambda: pub.get_subscription_count() > 0
+                         and node.count_publishers(INSTANCES_TOPIC) > 0 or proc.poll() is not None,
+                         timeout_s=90)
+    assert proc.poll() is None, f'node died at startup:\n{log.read_text()[-3000:]}'
+    assert matched, 'node topics not discovered'
+    return node, pub, received
+
+
+def send_and_wait(client, spin_until, msg, timeout_s=60.0):
+    """Publish ``msg`` until the result with its stamp arrives; returns that InstanceMaskArray."""
+    node, pub, received = client
+    def stamped(m):
+        return (m.header.stamp.sec, m.header.stamp.nanosec) == (msg.header.stamp.sec,
+                                                                 msg.header.stamp.nanosec)
+    pub.publish(msg)
+    assert spin_until(node, lambda: any(stamped(m) for m in received), timeout_s=timeout_s), \
+        'no InstanceMaskArray for the published image'
+    return next(m for m in received if stamped(m))
+
+
+def image_msg(image_bgr, sec, frame_id='cam_optical'):
+    from instseg_ros.ros.conversions import numpy_to_image
+    msg = numpy_to_image(image_bgr, 'bgr8')
+    msg.header.stamp.sec, msg.header.stamp.nanosec = sec, 123
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def set_params(node, spin_until, **values):
+    """Set parameters of the node under test through its real parameter service."""
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.parameter import Parameter
+    cli = node.create_client(SetParameters, f'{NODE}/set_parameters')
+    assert spin_until(node, cli.service_is_ready, timeout_s=20)
+    future = cli.call_async(SetParameters.Request(
+        parameters=[Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]))
+    assert spin_until(node, future.done, timeout_s=20)
+    node.destroy_client(cli)
+    return future.result().results
+
+
+def test_instances_match_predictor_and_keep_the_source_header(client, spin_until, weights):
+    scene = render_scene(7, Camera(320, 240))
+    msg = send_and_wait(client, spin_until, image_msg(scene.image_bgr, 41))
+    assert msg.header.frame_id == 'cam_optical'
+    assert (msg.header.stamp.sec, msg.header.stamp.nanosec) == (41, 123)
+    assert (msg.height, msg.width) == (240, 320)
+
+    predictor = Predictor.from_checkpoint(weights, device='cpu', class_names=CLASS_NAMES)
+    expected = predictor(scene.image_bgr, 'bgr', InferenceParams(score_threshold=0.05,
+                                                                 max_detections=8))
+    assert len(msg.instances) == len(expected) > 0
+    for i, inst in enumerate(msg.instances):
+        assert inst.id == i
+        assert inst.class_id == int(expected.labels[i])
+        assert inst.class_name == CLASS_NAMES[inst.class_id]
+        assert inst.score == pytest.approx(float(expected.scores[i]), abs=1e-4)
+        assert inst.mask.encoding == 'mono8'
+        assert (inst.mask.height, inst.mask.width) == (inst.roi.height, inst.roi.width)
+        crop = np.frombuffer(bytes(inst.mask.data), np.uint8).reshape(
+            inst.roi.height, inst.roi.width) == 255
+        full = paste_roi(inst.roi.x_offset, inst.roi.y_offset, crop, 240, 320)
+        truth = expected.masks[i].numpy()
+        iou = (full & truth).sum() / max((full | truth).sum(), 1)
+        assert iou > 0.99
+        assert not inst.has_position  # use_depth is off
+
+
+def test_runtime_parameters_change_results_and_bad_values_are_rejected(client, spin_until):
+    node, _pub, _received = client
+    scene = render_scene(8, Camera(320, 240))
+    baseline = send_and_wait(client, spin_until, image_msg(scene.image_bgr, 50))
+    assert len(baseline.instances) > 0
+    keep = baseline.instances[0].class_name
+
+    results = set_params(node, spin_until, classes=[keep])
+    assert results[0].successful
+    filtered = send_and_wait(client, spin_until, image_msg(scene.image_bgr, 51))
+    assert len(filtered.instances) > 0
+    assert {i.class_name for i in filtered.instances} == {keep}
+
+    results = set_params(node, spin_until, classes=['no_such_class'])
+    assert not results[0].successful and 'no_such_class' in results[0].reason
+
+    results = set_params(node, spin_until, score_threshold=1.5)
+    assert not results[0].successful
+    still = send_and_wait(client, spin_until, image_msg(scene.image_bgr, 52))
+    assert len(still.instances) == len(filtered.instances)  # old threshold kept
+
+    results = set_params(node, spin_until, classes=[], score_threshold=0.999)
+    assert results[0].successful
+    strict = send_and_wait(client, spin_until, image_msg(scene.image_bgr, 53))
+    assert len(strict.instances) == 0
+
+    results = set_params(node, spin_until, weights='/other.pth')
+    assert not results[0].successful  # read-only
+    assert set_params(node, spin_until, score_threshold=0.05)[0].successful
+
+
+def test_bad_input_is_skipped_and_the_node_keeps_working(client, spin_until, node_process):
+    from sensor_msgs.msg import Image
+    node, pub, _received = client
+    proc, log = node_process
+    good = render_scene(9, Camera(320, 240)).image_bgr
+    bad = []
+    unsupported = image_msg(good, 60)
+    unsupported.encoding = 'xyz_unknown'
+    bad.append(unsupported)
+    truncated = image_msg(good, 61)
+    truncated.data = bytes(truncated.data)[: truncated.step * 10]
+    bad.append(truncated)
+    bad.append(Image(encoding='bgr8', height=0, width=0, step=0))
+    for msg in bad:
+        pub.publish(msg)
+        spin_until(node, lambda: False, timeout_s=0.5)
+    result = send_and_wait(client, spin_until, image_msg(good, 62))
+    assert proc.poll() is None
+    assert result.header.stamp.sec == 62
+    text = log.read_text()
+    assert 'xyz_unknown' in text
+    assert 'expected' in text  # the truncated-data message names the expected size
+
+
+def test_missing_weights_exit_non_zero_with_instructions(tmp_path):
+    log = tmp_path / 'missing.log'
+    proc = start(node_command(params_file=PARAMS_FILE,
+                              parameters={'weights': '/nonexistent/yolact_base_54_800000.pth'}),
+                 log)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    code = stop(proc)
+    text = log.read_text()
+    assert code not in (0, None), text
+    assert '/nonexistent/yolact_base_54_800000.pth' in text and 'weights:=' in text
+
+
+def test_mismatched_weights_exit_non_zero_naming_the_preset(tmp_path, weights):
+    log = tmp_path / 'mismatch.log'
+    proc = start(node_command(params_file=PARAMS_FILE,
+                              parameters={'weights': str(weights), 'preset': 'yolact_resnet50'}),
+                 log)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    code = stop(proc)
+    text = log.read_text()
+    assert code not in (0, None), text
+    assert 'yolact_resnet50' in text and str(weights) in text
