@@ -1,6 +1,6 @@
 """Benchmark: YOLACT inference (random weights) per 640x480 frame, next to torchvision Mask R-CNN.
 
-Usage:  python bench/model.py [--repeats 5] [--device cpu] [--out bench/results/model.json]
+Usage:  python bench/model.py [--repeats 3] [--device cpu] [--out bench/results/model.json]
 
 Every model runs in its own fresh (spawned) process, so its memory figure is not polluted by the others:
 * CPU: peak RSS growth of that process (``resource.getrusage`` ``ru_maxrss`` after the run minus the
@@ -87,7 +87,7 @@ def _run_maskrcnn(device: torch.device, image: np.ndarray, warmup: int, repeats:
     torch.manual_seed(0)  # torchvision initialises from the global generator; this is a separate process
     model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=0.0,
                                   box_detections_per_img=100).to(device).eval()
-    times = {stage: [] for stage in STAGES}
+    times = {'preprocess': [], 'forward': []}  # no separate post-processing stage
     with torch.inference_mode():
         for i in range(warmup + repeats):
             start = time.perf_counter()
@@ -100,7 +100,6 @@ def _run_maskrcnn(device: torch.device, image: np.ndarray, warmup: int, repeats:
             if i >= warmup:
                 times['preprocess'].append((uploaded - start) * 1e3)
                 times['forward'].append((done - uploaded) * 1e3)
-                times['postprocess'].append(0.0)
     return times, int(detections['scores'].shape[0]), sum(p.numel() for p in model.parameters())
 
 
@@ -118,8 +117,9 @@ def measure(name: str, device_name: str, height: int, width: int, warmup: int, r
         times, detections, num_params = _run_maskrcnn(device, image, warmup, repeats)
     else:
         times, detections, num_params = _run_yolact(name, device, image, warmup, repeats)
-    medians = {f'{stage}_ms': statistics.median(times[stage]) for stage in STAGES}
-    totals = [sum(v) for v in zip(*(times[stage] for stage in STAGES))]
+    medians = {f'{stage}_ms': statistics.median(times[stage]) if stage in times else None
+               for stage in STAGES}
+    totals = [sum(v) for v in zip(*times.values())]
     memory = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == 'cuda'
               else _peak_rss_mib() - rss_before)
     return {**medians, 'total_ms': statistics.median(totals), 'detections': detections,
@@ -139,9 +139,9 @@ def markdown_table(results: dict[str, dict], memory_label: str) -> str:
               f'| {memory_label} |')
     lines = [header, '|' + '---|' * 8]
     for name, r in results.items():
+        post = 'in forward' if r['postprocess_ms'] is None else f"{r['postprocess_ms']:.1f}"
         lines.append(f"| {name} | {r['params_m']:.2f} | {r['preprocess_ms']:.1f} | {r['forward_ms']:.1f} "
-                     f"| {r['postprocess_ms']:.1f} | {r['total_ms']:.1f} | {r['detections']} "
-                     f"| {r['peak_memory_mib']:.0f} |")
+                     f"| {post} | {r['total_ms']:.1f} | {r['detections']} | {r['peak_memory_mib']:.0f} |")
     return '\n'.join(lines)
 
 
@@ -157,7 +157,7 @@ def ratios(results: dict[str, dict]) -> dict[str, float]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+', default=['yolact_resnet50', 'yolact_base'])
-    parser.add_argument('--repeats', type=int, default=5, help='timed runs per model (median)')
+    parser.add_argument('--repeats', type=int, default=3, help='timed runs per model (median)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed runs before timing')
     parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda[:N]'")
     parser.add_argument('--threads', type=int, default=None, help='torch intra-op threads (default: torch)')

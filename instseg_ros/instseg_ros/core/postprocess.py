@@ -159,7 +159,10 @@ def postprocess(output, cfg, image_size: tuple[int, int], params: InferenceParam
         :class:`Instances` on the device of ``output``, sorted by descending score.
     """
     params = params or InferenceParams()
-    as_f32 = lambda t: t[batch_index].to(torch.float32)  # noqa: E731
+
+    def as_f32(batched: torch.Tensor) -> torch.Tensor:
+        return batched[batch_index].to(torch.float32)
+
     dets = detect(as_f32(output.loc), as_f32(output.conf), as_f32(output.coeffs),
                   output.priors.to(torch.float32), params)
     use_rescore = rescore_fn if getattr(cfg, 'use_maskiou', False) else None

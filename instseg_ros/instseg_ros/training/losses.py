@@ -201,7 +201,8 @@ def semantic_loss(segm: torch.Tensor, masks: Sequence[torch.Tensor], labels: Seq
         if labels[b].numel() == 0:
             continue
         resized = _masks_at(masks[b], (height, width)).to(segm.dtype)
-        target[b].index_reduce_(0, labels[b].to(segm.device), resized, 'amax')
+        for mask, label in zip(resized, labels[b].tolist()):
+            target[b, label] = torch.maximum(target[b, label], mask)
     loss = F.binary_cross_entropy_with_logits(segm, target, reduction='sum')
     return loss / (height * width * batch)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import math
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -221,3 +220,168 @@ def train_step(model: Yolact, optimizer: torch.optim.Optimizer, batch, cfg: Trai
     values = {k: float(v.detach()) for k, v in losses.items()}
     values['total'] = float(total.detach())
     return values
+
+
+@dataclass
+class _Run:
+    """State of a training run assembled by :func:`_setup`."""
+
+    model: Yolact
+    optimizer: torch.optim.Optimizer
+    dataset: CocoInstanceDataset
+    start: int
+    device: torch.device
+
+
+def _setup(cfg: TrainConfig) -> _Run:
+    """Build the dataset, the seeded model and the optimizer; load ``cfg.resume`` if given."""
+    device = torch.device(cfg.device)
+    probe = CocoInstanceDataset(cfg.data, image_dir=cfg.image_dir)  # class list only
+    model_cfg = model_config(cfg, num_classes=len(probe.class_names) + 1)
+    model = Yolact(model_cfg)
+    init_weights_(model, torch.Generator().manual_seed(cfg.seed))
+    model.to(device).train()
+    augment = AugmentConfig() if cfg.augment else None
+    dataset = CocoInstanceDataset(cfg.data, image_dir=cfg.image_dir, input_size=model_cfg.max_size,
+                                  mask_size=proto_size(model, device), normalization=model_cfg.normalization,
+                                  augment=augment, seed=cfg.seed)
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg), momentum=cfg.momentum,
+                                weight_decay=cfg.weight_decay)
+    start = 0
+    if cfg.resume:
+        start = load_resume_state(cfg.resume, model, optimizer, dataset.class_names)
+    return _Run(model, optimizer, dataset, start, device)
+
+
+def _metadata(cfg: TrainConfig, run: _Run, iteration: int, losses: dict[str, float]) -> dict:
+    """Side-car JSON content of a checkpoint saved after ``iteration`` steps."""
+    model_cfg = run.model.cfg
+    return {'preset': model_cfg.name, 'num_classes': model_cfg.num_classes,
+            'class_names': list(run.dataset.class_names), 'category_ids': list(run.dataset.category_ids),
+            'input_size': model_cfg.max_size, 'iteration': iteration,
+            'epoch': iteration * cfg.batch_size // len(run.dataset), 'dataset': str(run.dataset.ann_file),
+            'losses': losses, 'train_config': asdict(cfg)}
+
+
+def _save(cfg: TrainConfig, run: _Run, iteration: int, losses: dict[str, float]) -> Path:
+    meta = _metadata(cfg, run, iteration, losses)
+    path = checkpoint_path(cfg.out, run.model.cfg.name, meta['epoch'], iteration)
+    return save_training_state(run.model, run.optimizer, path, meta)
+
+
+def _csv_writer(out: Path, resumed: bool):
+    """Open ``<out>/train_log.csv`` (append when resuming) -> (file, csv.writer)."""
+    path = out / 'train_log.csv'
+    new = not (resumed and path.is_file())
+    handle = open(path, 'w' if new else 'a', newline='', encoding='utf-8')
+    writer = csv.writer(handle)
+    if new:
+        writer.writerow(['iteration', 'lr', *LOSS_NAMES, 'total', 'seconds'])
+    return handle, writer
+
+
+def train(cfg: TrainConfig, callback: Callable[[int, dict[str, float]], None] | None = None,
+          log: Callable[[str], None] = print) -> Path:
+    """Run the training described by ``cfg``; returns the path of the final checkpoint.
+
+    ``callback(iteration, losses)`` is called after every step (1-based iteration, float losses incl.
+    ``total``); ``log`` receives the progress lines.
+    """
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    run = _setup(cfg)
+    loader = make_loader(run.dataset, cfg.batch_size, cfg.seed, start_batch=run.start,
+                         num_workers=cfg.num_workers)
+    log(f'[instseg-train] {run.model.cfg.name} ({run.model.cfg.num_classes} classes incl. background, '
+        f'{run.model.cfg.max_size}px) on {len(run.dataset)} images, iterations {run.start}..{cfg.iterations}, '
+        f'batch {cfg.batch_size}, device {run.device}, threads {torch.get_num_threads()}')
+    meter, last, path = LossMeter(), {}, None
+    handle, writer = _csv_writer(out, resumed=run.start > 0)
+    try:
+        batches = iter(loader)
+        for iteration in range(run.start, cfg.iterations):
+            lr = lr_at(iteration, cfg)
+            for group in run.optimizer.param_groups:
+                group['lr'] = lr
+            tic = time.perf_counter()
+            generator = torch.Generator().manual_seed(cfg.seed * 1_000_003 + iteration)
+            values = train_step(run.model, run.optimizer, next(batches).to(run.device), cfg, generator)
+            if values is None:
+                log(f'[instseg-train] iteration {iteration + 1}: non-finite loss, step skipped')
+                continue
+            meter.update(values)
+            writer.writerow([iteration + 1, f'{lr:.6g}', *(f'{values[k]:.6g}' if k in values else ''
+                                                           for k in LOSS_NAMES),
+                             f'{values["total"]:.6g}', f'{time.perf_counter() - tic:.3f}'])
+            if callback is not None:
+                callback(iteration + 1, values)
+            done = iteration + 1
+            if done % max(cfg.log_every, 1) == 0 or done == cfg.iterations:
+                last = meter.means()
+                log(progress_line(done, cfg.iterations, lr, last, meter.seconds_per_iteration()))
+                handle.flush()
+                meter.reset()
+            if cfg.save_every and done % cfg.save_every == 0 and done != cfg.iterations:
+                _save(cfg, run, done, last)
+        path = _save(cfg, run, max(cfg.iterations, run.start), last or meter.means())
+    finally:
+        handle.close()
+    log(f'[instseg-train] saved {path}')
+    return path
+
+
+def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
+    """Command-line flags -> (TrainConfig, whether --deterministic was given)."""
+    d = TrainConfig(data='')
+    p = argparse.ArgumentParser(prog='instseg-train', description='Train YOLACT on a COCO-format dataset.')
+    p.add_argument('--data', required=True, help='dataset folder with instances.json (or the json file)')
+    p.add_argument('--image-dir', default=None, help='image folder if not next to the json')
+    p.add_argument('--out', default=d.out, help='output folder for checkpoints and train_log.csv')
+    p.add_argument('--preset', default=d.preset, help='model preset (num_classes comes from the data)')
+    p.add_argument('--iterations', type=int, default=d.iterations)
+    p.add_argument('--batch-size', type=int, default=d.batch_size)
+    p.add_argument('--lr', type=float, default=d.lr, help='base learning rate (SGD, momentum 0.9)')
+    p.add_argument('--weight-decay', type=float, default=d.weight_decay)
+    p.add_argument('--warmup-iters', type=int, default=d.warmup_iters)
+    p.add_argument('--lr-steps', type=float, nargs='*', default=list(d.lr_steps),
+                   help='fractions of --iterations at which the lr is multiplied by --gamma')
+    p.add_argument('--gamma', type=float, default=d.gamma)
+    p.add_argument('--seed', type=int, default=d.seed)
+    p.add_argument('--device', default=d.device, help="'cpu' or 'cuda[:N]'")
+    p.add_argument('--resume', default=None, help='checkpoint .pth to continue from')
+    p.add_argument('--save-every', type=int, default=d.save_every, help='0: save only at the end')
+    p.add_argument('--threads', type=int, default=None, help='torch CPU threads')
+    p.add_argument('--workers', type=int, default=d.num_workers, help='data-loader worker processes')
+    p.add_argument('--no-augment', action='store_true', help='disable flip / jitter / crop')
+    p.add_argument('--log-every', type=int, default=d.log_every)
+    p.add_argument('--grad-clip', type=float, default=d.grad_clip, help='max gradient norm; <= 0 disables')
+    p.add_argument('--deterministic', action='store_true', help='torch.use_deterministic_algorithms(True)')
+    a = p.parse_args(argv)
+    return TrainConfig(data=a.data, out=a.out, preset=a.preset, iterations=a.iterations, batch_size=a.batch_size,
+                       lr=a.lr, weight_decay=a.weight_decay, warmup_iters=a.warmup_iters,
+                       lr_steps=tuple(a.lr_steps), gamma=a.gamma, seed=a.seed, device=a.device, resume=a.resume,
+                       save_every=a.save_every, threads=a.threads, num_workers=a.workers,
+                       augment=not a.no_augment, log_every=a.log_every,
+                       grad_clip=a.grad_clip if a.grad_clip and a.grad_clip > 0 else None, image_dir=a.image_dir), a.deterministic
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``instseg-train`` entry point; returns the process exit code."""
+    cfg, deterministic = parse_args(argv)
+    if deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        train(cfg, log=lambda line: print(line, flush=True))
+    except (FileNotFoundError, ValueError) as exc:
+        print(f'instseg-train: error: {exc}', file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print('instseg-train: interrupted', file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())
