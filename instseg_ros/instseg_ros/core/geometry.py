@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -111,11 +111,17 @@ def depth_to_meters(depth: np.ndarray, encoding: str, scale: float | None = None
     if depth.ndim != 2:
         raise ValueError(f'depth must be [H, W], got shape {depth.shape}')
     scale = default_scale if scale is None else float(scale)
+    if not scale > 0:
+        raise ValueError(f'depth scale must be > 0, got {scale}')
     depth_m = depth.astype(np.float32)  # always a copy
     if scale != 1.0:
         depth_m *= np.float32(scale)
-    # NaN > 0 is False and inf is caught explicitly: both end up NaN.
-    depth_m[~(depth_m > 0) | np.isinf(depth_m)] = np.nan
+    if depth.dtype.kind in 'ub':  # unsigned raw units: only 0 is invalid
+        invalid = depth == 0
+    else:  # NaN > 0 is False; inf is caught explicitly
+        invalid = ~(depth_m > 0)
+        invalid |= np.isinf(depth_m)
+    np.putmask(depth_m, invalid, np.nan)
     return depth_m
 
 
@@ -216,8 +222,7 @@ def _check_size(depth_m: np.ndarray, k: CameraIntrinsics) -> None:
                          f'intrinsics are for {k.width}x{k.height}; use k.scaled_to()')
 
 
-@dataclass(frozen=True)
-class _Roi:
+class _Roi(NamedTuple):
     """An ROI clipped to the image: ``window`` (rows, cols) slices and the masks on it."""
 
     window: tuple[slice, slice]
@@ -248,10 +253,9 @@ def _gather(valid: np.ndarray, depth_crop: np.ndarray, ray_x: np.ndarray,
     """float32 [3, M] points (x, y, z) of the ``valid`` pixels, row-major order.
 
     Args:
-        valid: bool [h, w]; depth_crop: float32 [h, w] metres; ray_x: float32 [w] and
-            ray_y: float32 [h], the rays of the crop's columns / rows.
+        valid: bool [h, w]; depth_crop: float32 [h, w] metres, C-contiguous; ray_x: float32
+            [w] and ray_y: float32 [h], the rays of the crop's columns / rows.
     """
-    depth_crop = np.ascontiguousarray(depth_crop)
     index = valid.reshape(-1).nonzero()[0]  # flat index + take beats 3 boolean gathers ~2x
     xyz = np.empty((3, index.size), dtype=np.float32)
     (depth_crop * ray_x).reshape(-1).take(index, out=xyz[0])
@@ -284,26 +288,20 @@ def instance_points(mask_crop: np.ndarray, x0: int, y0: int, depth_m: np.ndarray
     Returns:
         float32 [M, 3] points (x, y, z) in metres, optical frame, row-major pixel order.
     """
+    depth_m = np.asarray(depth_m, dtype=np.float32)
     _check_size(depth_m, k)
     roi = _clip_roi(mask_crop, x0, y0, depth_m.shape, params.mask_erosion_px)
     if roi is None:
-        return _NO_POINTS
+        return _NO_POINTS.copy()
     rows, cols = roi.window
     ray_x, ray_y = _rays(k)
-    depth_crop = depth_m[roi.window]
+    depth_crop = np.ascontiguousarray(depth_m[roi.window])
     in_range = (depth_crop >= params.min_depth_m) & (depth_crop <= params.max_depth_m)
     for mask in roi.masks:
         valid = in_range & mask
         if np.count_nonzero(valid) >= params.min_points:
             break
     return _to_rows(_gather(valid, depth_crop, ray_x[cols], ray_y[rows]))
-
-
-def _lower_median(values: np.ndarray) -> float:
-    """Lower median of a non-empty float array (flattened), by O(N) partition (no sort)."""
-    values = values.reshape(-1)
-    mid = (values.size - 1) // 2
-    return float(np.partition(values, mid)[mid])
 
 
 def _depth_gate(depth_sample_m: np.ndarray, params: DepthParams) -> tuple[float, float]:
@@ -320,14 +318,19 @@ def _depth_gate(depth_sample_m: np.ndarray, params: DepthParams) -> tuple[float,
     then summarised by min / max, not percentiles, to keep the object's true extent.
 
     Args:
-        depth_sample_m: float32 [N >= 1] depths (metres) of (a sample of) the mask's points.
+        depth_sample_m: float32 [N >= 1] depths (metres) of (a sample of) the mask's points;
+            partitioned in place (pass a copy you own).
 
     Returns:
         (low, high) metres; a depth d is an inlier when low <= d <= high.
     """
-    median = _lower_median(depth_sample_m)
-    mad = _lower_median(np.abs(depth_sample_m - np.float32(median)))
-    half = max(params.outlier_k * _MAD_TO_SIGMA * mad, params.outlier_floor_m)
+    mid = (depth_sample_m.size - 1) // 2  # lower medians by O(N) partition, no sort
+    depth_sample_m.partition(mid)
+    median = depth_sample_m[mid]
+    deviation = np.abs(depth_sample_m - median)
+    deviation.partition(mid)
+    half = max(params.outlier_k * _MAD_TO_SIGMA * float(deviation[mid]), params.outlier_floor_m)
+    median = float(median)
     return max(median - half, params.min_depth_m), min(median + half, params.max_depth_m)
 
 
@@ -338,11 +341,10 @@ def _summarise(xyz: np.ndarray, params: DepthParams) -> Instance3D:
         return Instance3D.invalid(count)
     sample = xyz[:, ::math.ceil(count / params.max_stat_points)]
     mid = (sample.shape[1] - 1) // 2
-    position = np.partition(sample, mid, axis=1)[:, mid]
-    lows = xyz.min(axis=1).astype(np.float64)
-    highs = xyz.max(axis=1).astype(np.float64)
-    return Instance3D(True, tuple(position.tolist()), tuple(((lows + highs) / 2.0).tolist()),
-                      tuple((highs - lows).tolist()), count)
+    position = np.partition(sample, mid, axis=1)[:, mid].tolist()
+    lows, highs = xyz.min(axis=1).tolist(), xyz.max(axis=1).tolist()
+    return Instance3D(True, tuple(position), tuple((lo + hi) / 2.0 for lo, hi in zip(lows, highs)),
+                      tuple(hi - lo for lo, hi in zip(lows, highs)), count)
 
 
 def locate_instance(points: np.ndarray, params: DepthParams = DepthParams()) -> Instance3D:
@@ -365,13 +367,15 @@ def locate_instance(points: np.ndarray, params: DepthParams = DepthParams()) -> 
     if xyz.shape[1] < params.min_points:
         return Instance3D.invalid(xyz.shape[1])
     depth = xyz[2]
-    low, high = _depth_gate(depth[::math.ceil(depth.size / params.gate_sample_points)], params)
+    step = math.ceil(depth.size / params.gate_sample_points)
+    low, high = _depth_gate(depth[::step].copy(), params)
     inlier = (depth >= low) & (depth <= high)
     return _summarise(xyz if inlier.all() else xyz[:, inlier], params)
 
 
 def _project_one(mask_crop: np.ndarray, x0: int, y0: int, depth_m: np.ndarray,
-                 k: CameraIntrinsics, params: DepthParams) -> tuple[Instance3D, np.ndarray]:
+                 rays: tuple[np.ndarray, np.ndarray],
+                 params: DepthParams) -> tuple[Instance3D, np.ndarray]:
     """``locate_instance(instance_points(...))`` fused to touch each crop pixel a few times.
 
     The gate's depth sample is an evenly strided pixel sub-grid of the valid mask, and the
@@ -404,8 +408,7 @@ def _project_one(mask_crop: np.ndarray, x0: int, y0: int, depth_m: np.ndarray,
         count = int(np.count_nonzero(valid))
         if count >= params.min_points:
             rows, cols = roi.window
-            ray_x, ray_y = _rays(k)
-            xyz = _gather(valid, depth_crop, ray_x[cols], ray_y[rows])
+            xyz = _gather(valid, depth_crop, rays[0][cols], rays[1][rows])
             return _summarise(xyz, params), xyz
     return Instance3D.invalid(count), _NO_POINTS.T
 
@@ -432,10 +435,11 @@ def project_instances(mask_rois: Sequence[tuple[int, int, np.ndarray]], depth_m:
     Raises:
         ValueError: if ``depth_m`` is not ``k.height`` x ``k.width``.
     """
+    depth_m = np.asarray(depth_m, dtype=np.float32)
     _check_size(depth_m, k)
-    instances, clouds = [], []
+    instances, clouds, rays = [], [], _rays(k)
     for x0, y0, mask_crop in mask_rois:
-        instance, xyz = _project_one(mask_crop, x0, y0, depth_m, k, params)
+        instance, xyz = _project_one(mask_crop, x0, y0, depth_m, rays, params)
         instances.append(instance)
         if return_points:
             clouds.append(_to_rows(xyz))

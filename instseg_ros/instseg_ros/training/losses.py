@@ -76,27 +76,33 @@ def match(gt_boxes: torch.Tensor, gt_labels: torch.Tensor, priors: torch.Tensor,
         priors: float ``[P, 4]`` (cx, cy, w, h); crowd_boxes: float ``[m, 4]`` xyxy or None.
     """
     num_priors = priors.shape[0]
-    device = priors.device
     if gt_boxes.shape[0] == 0:
-        zeros = torch.zeros(num_priors, dtype=torch.int64, device=device)
-        return Match(zeros, zeros.clone(), torch.zeros(num_priors, dtype=priors.dtype, device=device))
-    overlaps = box_iou(gt_boxes.to(priors.dtype), point_form(priors))  # [n, P]
-    best_overlap, best_gt = overlaps.max(dim=0)
-    work = overlaps.clone()
-    for _ in range(gt_boxes.shape[0]):
-        flat = int(work.argmax())
-        gt, prior = divmod(flat, num_priors)
-        if work[gt, prior] < 0:
-            break
-        best_gt[prior], best_overlap[prior] = gt, 2.0
-        work[gt, :], work[:, prior] = -1.0, -1.0
-    conf_t = gt_labels.to(device)[best_gt] + 1
-    conf_t[best_overlap < cfg.pos_thresh] = -1
-    conf_t[best_overlap < cfg.neg_thresh] = 0
+        conf_t = torch.zeros(num_priors, dtype=torch.int64, device=priors.device)
+        best_gt, best_overlap = conf_t.clone(), torch.zeros(num_priors, dtype=priors.dtype, device=priors.device)
+    else:
+        overlaps = box_iou(gt_boxes.to(priors.dtype), point_form(priors))  # [n, P]
+        best_overlap, best_gt = overlaps.max(dim=0)
+        _force_best_priors(overlaps, best_overlap, best_gt)
+        conf_t = gt_labels.to(priors.device)[best_gt] + 1
+        conf_t[best_overlap < cfg.pos_thresh] = -1
+        conf_t[best_overlap < cfg.neg_thresh] = 0
     if crowd_boxes is not None and crowd_boxes.shape[0] > 0:
         crowd_iou = box_iou(crowd_boxes.to(priors.dtype), point_form(priors)).max(dim=0).values
         conf_t[(conf_t <= 0) & (crowd_iou > cfg.crowd_thresh)] = -1
     return Match(conf_t, best_gt, best_overlap)
+
+
+def _force_best_priors(overlaps: torch.Tensor, best_overlap: torch.Tensor, best_gt: torch.Tensor) -> None:
+    """In place: give every gt (rows of ``overlaps`` float ``[n, P]``) its own best prior, highest IoU pair
+    first; the chosen priors get overlap 2.0 so they always become positives."""
+    work = overlaps.clone()
+    num_priors = overlaps.shape[1]
+    for _ in range(overlaps.shape[0]):
+        gt, prior = divmod(int(work.argmax()), num_priors)
+        if work[gt, prior] < 0:
+            break
+        best_gt[prior], best_overlap[prior] = gt, 2.0
+        work[gt, :], work[:, prior] = -1.0, -1.0
 
 
 def match_batch(boxes: Sequence[torch.Tensor], labels: Sequence[torch.Tensor], priors: torch.Tensor,

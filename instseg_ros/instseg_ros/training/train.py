@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -280,9 +280,23 @@ def _csv_writer(out: Path, resumed: bool):
     return handle, writer
 
 
+class TrainResult(NamedTuple):
+    """Outcome of :func:`fit`: the trained model (train mode, on the training device) and the path of
+    the final checkpoint."""
+
+    model: Yolact
+    checkpoint: Path
+
+
 def train(cfg: TrainConfig, callback: Callable[[int, dict[str, float]], None] | None = None,
           log: Callable[[str], None] = print) -> Path:
-    """Run the training described by ``cfg``; returns the path of the final checkpoint.
+    """Run the training described by ``cfg``; returns the path of the final checkpoint (see :func:`fit`)."""
+    return fit(cfg, callback, log).checkpoint
+
+
+def fit(cfg: TrainConfig, callback: Callable[[int, dict[str, float]], None] | None = None,
+        log: Callable[[str], None] = print) -> TrainResult:
+    """Run the training described by ``cfg``.
 
     ``callback(iteration, losses)`` is called after every step (1-based iteration, float losses incl.
     ``total``); ``log`` receives the progress lines.
@@ -329,7 +343,7 @@ def train(cfg: TrainConfig, callback: Callable[[int, dict[str, float]], None] | 
     finally:
         handle.close()
     log(f'[instseg-train] saved {path}')
-    return path
+    return TrainResult(run.model, path)
 
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
@@ -357,6 +371,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
     p.add_argument('--no-augment', action='store_true', help='disable flip / jitter / crop')
     p.add_argument('--log-every', type=int, default=d.log_every)
     p.add_argument('--grad-clip', type=float, default=d.grad_clip, help='max gradient norm; <= 0 disables')
+    p.add_argument('--input-size', type=int, default=None,
+                   help="experiments only: train at this input side instead of the preset's")
     p.add_argument('--deterministic', action='store_true', help='torch.use_deterministic_algorithms(True)')
     a = p.parse_args(argv)
     return TrainConfig(data=a.data, out=a.out, preset=a.preset, iterations=a.iterations, batch_size=a.batch_size,
@@ -364,7 +380,8 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
                        lr_steps=tuple(a.lr_steps), gamma=a.gamma, seed=a.seed, device=a.device, resume=a.resume,
                        save_every=a.save_every, threads=a.threads, num_workers=a.workers,
                        augment=not a.no_augment, log_every=a.log_every,
-                       grad_clip=a.grad_clip if a.grad_clip and a.grad_clip > 0 else None, image_dir=a.image_dir), a.deterministic
+                       grad_clip=a.grad_clip if a.grad_clip and a.grad_clip > 0 else None, image_dir=a.image_dir,
+                       input_size=a.input_size), a.deterministic
 
 
 def main(argv: Sequence[str] | None = None) -> int:

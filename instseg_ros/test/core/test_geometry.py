@@ -46,7 +46,10 @@ def pixel_rays(k: CameraIntrinsics) -> np.ndarray:
 
 
 def hit_square(rays, center, axis_u, axis_v, half_side):
-    """Depth (z) where rays hit the square center + a*axis_u + b*axis_v, |a|,|b| <= half; inf else."""
+    """Depth (z) where rays hit the square center + a axis_u + b axis_v, |a|, |b| <= half_side.
+
+    inf where they miss.
+    """
     normal = np.cross(axis_u, axis_v)
     z = (normal @ center) / (rays @ normal)
     offset = rays * z[..., None] - center
@@ -180,6 +183,8 @@ def test_depth_to_meters_millimetres():
         assert depth_m.dtype == np.float32 and np.isnan(depth_m[0, 0])
         np.testing.assert_allclose(depth_m.reshape(-1)[1:], [1.5, 65.535, 0.001], rtol=1e-6)
     np.testing.assert_allclose(depth_to_meters(raw, '16UC1', scale=1e-4)[0, 1], 0.15, rtol=1e-6)
+    with pytest.raises(ValueError, match='scale'):
+        depth_to_meters(raw, '16UC1', scale=0.0)
 
 
 def test_depth_to_meters_float_marks_invalid_as_nan():
