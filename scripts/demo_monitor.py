@@ -53,7 +53,7 @@ def main() -> int:
     node.create_subscription(InstanceMaskArray, '/yolact/instances', on_instances, reliable)
     node.create_subscription(Image, '/yolact/overlay', on_overlay, reliable)
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
-    print(f'[demo] waiting for the node (model load) ...', flush=True)
+    print('[demo] waiting for the node (model load) ...', flush=True)
     start = time.monotonic()
     while not counts and time.monotonic() - start < 180:
         rclpy.spin_once(node, timeout_sec=0.1)

@@ -17,10 +17,8 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from instseg_msgs.msg import InstanceMaskArray
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
@@ -36,6 +34,7 @@ from instseg_ros.ros import qos
 from instseg_ros.ros.conversions import (compressed_to_bgr8, image_to_bgr8, image_to_numpy,
                                          instances_to_msg, numpy_to_image)
 from instseg_ros.ros.diagnostics import build_diagnostics
+from instseg_ros.ros.entry import spin_node
 from instseg_ros.ros.markers import result_to_cloud, result_to_markers
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
 from instseg_ros.ros.params import PARAMETERS, SPECS, NodeParams, descriptor, validate_all
@@ -291,22 +290,8 @@ def _depth_texts(result: FrameResult) -> list[str | None] | None:
 
 
 def main(args=None) -> int:
-    """Entry point (executable ``yolact_node``)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = YolactNode()
-        rclpy.spin(node)
-    except StartupError as exc:
-        print(f'[yolact] ERROR: {exc}', file=sys.stderr, flush=True)
-        return 2
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    """Entry point (executable ``yolact_node``); exit code 2 when the model cannot load."""
+    return spin_node(YolactNode, args, fatal=(StartupError,))
 
 
 if __name__ == '__main__':

@@ -12,13 +12,12 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from instseg_ros.ros.conversions import bgr8_to_compressed, numpy_to_image
+from instseg_ros.ros.entry import spin_node
 from instseg_ros.synth.scene import Camera, render_scene
 
 CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
@@ -88,18 +87,7 @@ class SyntheticCamera(Node):
 
 def main(args=None) -> int:
     """Entry point (executable ``synthetic_camera``)."""
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = SyntheticCamera()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return spin_node(SyntheticCamera, args, fatal=(ValueError,))
 
 
 if __name__ == '__main__':

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -373,7 +372,3 @@ def make_loader(dataset: Dataset, batch_size: int, seed: int = 0, start_batch: i
                       worker_init_fn=_seed_worker if num_workers > 0 else None, generator=generator,
                       persistent_workers=False, prefetch_factor=2 if num_workers > 0 else None)
 
-
-def read_class_names(sidecar: str | Path) -> list[str]:
-    """Class names stored in a checkpoint side-car JSON (see training.train)."""
-    return list(json.loads(Path(sidecar).read_text())['class_names'])

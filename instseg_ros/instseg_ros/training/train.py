@@ -119,6 +119,21 @@ def model_config(cfg: TrainConfig, num_classes: int) -> ModelConfig:
     return replace(model_cfg, max_size=int(cfg.input_size), pred_scales=scales)
 
 
+def init_for_training(model: Yolact, seed: int) -> Yolact:
+    """Seeded random init (``init_weights_``) of every weight, in place; returns ``model``.
+
+    YOLACT++: the mask-IoU net ends in a ReLU, which at a random init is often dead (output 0, no
+    gradient) for some or all classes; its last bias starts at 0.5 (mid-range of the IoU target) so
+    every class output is active and trainable.
+    """
+    init_weights_(model, torch.Generator().manual_seed(int(seed)))
+    if model.cfg.use_maskiou:
+        last = [m for m in model.maskiou_net.modules() if isinstance(m, nn.Conv2d)][-1]
+        with torch.no_grad():
+            last.bias.fill_(0.5)
+    return model
+
+
 def proto_size(model: Yolact, device: torch.device) -> int:
     """Side of the model's (square) prototype maps for its input size, from one no-grad forward."""
     was_training = model.training
@@ -236,15 +251,13 @@ class _Run:
 def _setup(cfg: TrainConfig) -> _Run:
     """Build the dataset, the seeded model and the optimizer; load ``cfg.resume`` if given."""
     device = torch.device(cfg.device)
-    probe = CocoInstanceDataset(cfg.data, image_dir=cfg.image_dir)  # class list only
-    model_cfg = model_config(cfg, num_classes=len(probe.class_names) + 1)
+    dataset = CocoInstanceDataset(cfg.data, image_dir=cfg.image_dir, augment=AugmentConfig() if cfg.augment
+                                  else None, seed=cfg.seed)
+    model_cfg = model_config(cfg, num_classes=len(dataset.class_names) + 1)
     model = Yolact(model_cfg)
-    init_weights_(model, torch.Generator().manual_seed(cfg.seed))
-    model.to(device).train()
-    augment = AugmentConfig() if cfg.augment else None
-    dataset = CocoInstanceDataset(cfg.data, image_dir=cfg.image_dir, input_size=model_cfg.max_size,
-                                  mask_size=proto_size(model, device), normalization=model_cfg.normalization,
-                                  augment=augment, seed=cfg.seed)
+    init_for_training(model, cfg.seed).to(device).train()
+    dataset.input_size, dataset.normalization = model_cfg.max_size, model_cfg.normalization
+    dataset.mask_size = proto_size(model, device)  # gt masks at prototype resolution
     optimizer = torch.optim.SGD(model.parameters(), lr=lr_at(0, cfg), momentum=cfg.momentum,
                                 weight_decay=cfg.weight_decay)
     start = 0

@@ -14,7 +14,7 @@ from instseg_ros.core.preprocess import preprocess
 from instseg_ros.training.data import (AugmentConfig, CocoInstanceDataset, InfiniteBatchSampler,
                                        collate_batch)
 from instseg_ros.training.losses import LossConfig, compute_losses, hard_negatives, mask_terms, match
-from instseg_ros.training.train import TrainConfig, fit, lr_at, main, sidecar_paths
+from instseg_ros.training.train import TrainConfig, fit, init_for_training, lr_at, main, sidecar_paths
 
 # Priors (cx, cy, w, h) and their xyxy form:
 PRIORS = torch.tensor([[0.25, 0.25, 0.5, 0.5],    # p0 (0, 0, .5, .5)
@@ -120,9 +120,9 @@ def test_dataset_labels_boxes_masks_and_inference_preprocessing(tmp_path):
     assert ds.class_names == ['three', 'seven'] and ds.category_ids == [3, 7]
     item = ds[0]
     assert item['labels'].tolist() == [1, 0]
-    assert item['boxes'].tolist() == pytest.approx([[2 / 30, 4 / 20, 12 / 30, 10 / 20],
-                                                    [20 / 30, 10 / 20, 28 / 30, 18 / 20]])
-    assert item['crowd_boxes'].tolist() == pytest.approx([[0.0, 0.0, 0.5, 0.5]])
+    assert torch.allclose(item['boxes'], torch.tensor([[2 / 30, 4 / 20, 12 / 30, 10 / 20],
+                                                       [20 / 30, 10 / 20, 28 / 30, 18 / 20]]))
+    assert torch.allclose(item['crowd_boxes'], torch.tensor([[0.0, 0.0, 0.5, 0.5]]))
     assert item['masks'].shape == (2, 10, 10)
     expected_rle = torch.zeros((10, 10))
     expected_rle[5:9, 7:9] = 1                                    # rows 10..17 / 2, cols 20..27 / 3 (rounded)
@@ -202,10 +202,10 @@ def test_training_overfits_fixed_batch_and_checkpoint_reloads(synth_data, tmp_pa
 def test_losses_include_maskiou_for_plus_preset():
     from dataclasses import replace
     from instseg_ros.core.config import get_preset
-    from instseg_ros.core.model.yolact import Yolact, init_weights_
+    from instseg_ros.core.model.yolact import Yolact
     cfg = replace(get_preset('yolact_plus_resnet50', num_classes=3), max_size=256, backbone='resnet18',
                   dcn_layers=(0, 0, 0, 0), fpn_features=32)
-    model = init_weights_(Yolact(cfg), torch.Generator().manual_seed(0)).train()
+    model = init_for_training(Yolact(cfg), seed=0).train()
     masks = torch.zeros((1, 64, 64))
     masks[0, 8:40, 8:40] = 1.0
     batch = collate_batch([{'image': torch.zeros((3, 256, 256)), 'boxes': torch.tensor([[0.125, 0.125, 0.625, 0.625]]),

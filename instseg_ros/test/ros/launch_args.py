@@ -71,3 +71,34 @@ def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> int | None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
     return proc.returncode
+
+
+def wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
+    """Wait up to ``timeout_s`` for ``proc`` to exit by itself; then stop it. Returns its code."""
+    deadline = time.monotonic() + timeout_s
+    while proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return stop(proc)
+
+
+def make_small_checkpoint(path: pathlib.Path, seed: int) -> pathlib.Path:
+    """A random yolact_small checkpoint for the synthetic classes, with the class-name side-car
+    JSON that instseg-train writes. Prototypes and coefficients get a positive bias so random
+    weights still give non-empty (box-shaped) masks."""
+    import json
+
+    import torch
+
+    from instseg_ros.core.checkpoint import save_checkpoint
+    from instseg_ros.core.config import get_preset
+    from instseg_ros.core.model.yolact import Yolact
+    from instseg_ros.synth.scene import CLASS_NAMES
+
+    torch.manual_seed(seed)
+    model = Yolact(get_preset('yolact_small', num_classes=len(CLASS_NAMES) + 1)).eval()
+    with torch.no_grad():
+        model.proto_net[10].bias.fill_(1.0)
+        model.prediction_layers[0].mask_layer.bias.fill_(1.0)
+    save_checkpoint(model, path)
+    path.with_suffix('.json').write_text(json.dumps({'class_names': list(CLASS_NAMES)}))
+    return path

@@ -2,22 +2,17 @@
 launch file produces (--ros-args -r __node:=yolact --params-file config/yolact.yaml -p ... -r ...).
 """
 
-import json
 import pathlib
 import sys
-import time
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from launch_args import PARAMS_FILE, node_command, start, stop  # noqa: E402
+from launch_args import (PARAMS_FILE, make_small_checkpoint, node_command, start,  # noqa: E402
+                         stop, wait_exit)
 
-from instseg_ros.core.checkpoint import save_checkpoint  # noqa: E402
-from instseg_ros.core.config import get_preset  # noqa: E402
 from instseg_ros.core.encoding import paste_roi  # noqa: E402
-from instseg_ros.core.model.yolact import Yolact  # noqa: E402
 from instseg_ros.core.predictor import InferenceParams, Predictor  # noqa: E402
 from instseg_ros.synth.scene import CLASS_NAMES, Camera, render_scene  # noqa: E402
 
@@ -30,16 +25,7 @@ NODE = f'{NAMESPACE}/yolact'
 
 @pytest.fixture(scope='module')
 def weights(tmp_path_factory) -> pathlib.Path:
-    """A random yolact_small checkpoint (5 classes) with a class-name side-car, as training writes."""
-    torch.manual_seed(0)
-    model = Yolact(get_preset('yolact_small', num_classes=len(CLASS_NAMES) + 1)).eval()
-    with torch.no_grad():  # positive prototypes and coefficients: non-empty (box-shaped) masks
-        model.proto_net[10].bias.fill_(1.0)
-        model.prediction_layers[0].mask_layer.bias.fill_(1.0)
-    path = tmp_path_factory.mktemp('weights') / 'yolact_small_test.pth'
-    save_checkpoint(model, path)
-    path.with_suffix('.json').write_text(json.dumps({'class_names': list(CLASS_NAMES)}))
-    return path
+    return make_small_checkpoint(tmp_path_factory.mktemp('weights') / 'yolact_small_test.pth', seed=0)
 
 
 @pytest.fixture(scope='module')
@@ -194,10 +180,7 @@ def test_missing_weights_exit_non_zero_with_instructions(tmp_path):
     proc = start(node_command(params_file=PARAMS_FILE,
                               parameters={'weights': '/nonexistent/yolact_base_54_800000.pth'}),
                  log)
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    code = stop(proc)
+    code = wait_exit(proc, 60)
     text = log.read_text()
     assert code not in (0, None), text
     assert '/nonexistent/yolact_base_54_800000.pth' in text and 'weights:=' in text
@@ -208,10 +191,7 @@ def test_mismatched_weights_exit_non_zero_naming_the_preset(tmp_path, weights):
     proc = start(node_command(params_file=PARAMS_FILE,
                               parameters={'weights': str(weights), 'preset': 'yolact_resnet50'}),
                  log)
-    deadline = time.monotonic() + 60
-    while proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.1)
-    code = stop(proc)
+    code = wait_exit(proc, 60)
     text = log.read_text()
     assert code not in (0, None), text
     assert 'yolact_resnet50' in text and str(weights) in text

@@ -2,23 +2,19 @@
 the yolact node (another process) pairs them by stamp and fills the 3D fields; a colour frame
 with no matching depth still yields instances, without 3D."""
 
-import json
 import pathlib
 import sys
 
 import numpy as np
 import pytest
-import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from launch_args import PARAMS_FILE, node_command, start, stop  # noqa: E402
+from launch_args import (PARAMS_FILE, make_small_checkpoint, node_command, start,  # noqa: E402
+                         stop)
 
-from instseg_ros.core.checkpoint import save_checkpoint  # noqa: E402
-from instseg_ros.core.config import get_preset  # noqa: E402
 from instseg_ros.core.geometry import (CameraIntrinsics, DepthParams, depth_to_meters,  # noqa: E402
                                        project_instances)
-from instseg_ros.core.model.yolact import Yolact  # noqa: E402
-from instseg_ros.synth.scene import CLASS_NAMES  # noqa: E402
+
 
 pytestmark = pytest.mark.ros
 CAM = '/cam'
@@ -28,15 +24,7 @@ COLOR, DEPTH, INFO = (f'{CAM}/color/image_raw', f'{CAM}/aligned_depth_to_color/i
 
 @pytest.fixture(scope='module')
 def weights(tmp_path_factory) -> pathlib.Path:
-    torch.manual_seed(1)
-    model = Yolact(get_preset('yolact_small', num_classes=len(CLASS_NAMES) + 1)).eval()
-    with torch.no_grad():  # non-empty box-shaped masks from random weights
-        model.proto_net[10].bias.fill_(1.0)
-        model.prediction_layers[0].mask_layer.bias.fill_(1.0)
-    path = tmp_path_factory.mktemp('weights') / 'yolact_small_depth.pth'
-    save_checkpoint(model, path)
-    path.with_suffix('.json').write_text(json.dumps({'class_names': list(CLASS_NAMES)}))
-    return path
+    return make_small_checkpoint(tmp_path_factory.mktemp('weights') / 'yolact_small_depth.pth', seed=1)
 
 
 @pytest.fixture(scope='module')
