@@ -51,13 +51,12 @@ os.environ.setdefault('ROS_DOMAIN_ID', str(10 + os.getpid() % 90))
 os.environ.pop('ROS_STATIC_PEERS', None)
 os.environ.pop('ROS_LOCALHOST_ONLY', None)
 
-import torch  # noqa: E402
-from launch_args import PARAMS_FILE, node_command, start, stop  # noqa: E402
-
-from instseg_ros.core.checkpoint import save_checkpoint  # noqa: E402
-from instseg_ros.core.config import get_preset  # noqa: E402
-from instseg_ros.core.model.yolact import Yolact  # noqa: E402
-from instseg_ros.synth.scene import CLASS_NAMES, Camera, render_scene  # noqa: E402
+import torch
+from instseg_ros.core.checkpoint import save_checkpoint
+from instseg_ros.core.config import get_preset
+from instseg_ros.core.model.yolact import Yolact
+from instseg_ros.synth.scene import CLASS_NAMES, Camera, render_scene
+from launch_args import PARAMS_FILE, node_command, start, stop
 
 SEED = 0
 NUM_INSTANCES = 20
@@ -139,17 +138,20 @@ def measure_overhead(weights: Path, settings: dict) -> tuple[dict, object, objec
 
     Returns (report, FrameResult, header) -- the result is reused for the message sizes.
     """
-    from rclpy.serialization import deserialize_message, serialize_message
-    from sensor_msgs.msg import Image
-    from std_msgs.msg import Header
-
     from instseg_ros.core.geometry import CameraIntrinsics, DepthParams, depth_to_meters
     from instseg_ros.core.pipeline import DepthInput, FramePipeline
     from instseg_ros.core.predictor import InferenceParams, Predictor
     from instseg_ros.core.visualization import draw_overlay
-    from instseg_ros.ros.conversions import image_to_bgr8, instances_to_msg, numpy_to_image
+    from instseg_ros.ros.conversions import (
+        image_to_bgr8,
+        instances_to_msg,
+        numpy_to_image,
+    )
     from instseg_ros.ros.markers import result_to_markers
     from instseg_ros.ros.node import _depth_texts
+    from rclpy.serialization import deserialize_message, serialize_message
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
     predictor = Predictor.from_checkpoint(str(weights), device='cpu', class_names=CLASS_NAMES)
     predictor.warmup()
@@ -169,8 +171,8 @@ def measure_overhead(weights: Path, settings: dict) -> tuple[dict, object, objec
     result = pipeline.process(image, params)  # warm-up
     for _ in range(settings['overhead_repeats']):
         result = pipeline.process(image, params)
-        for stage in model_stages:
-            model_stages[stage].append(result.timings_ms[stage])
+        for stage, times in model_stages.items():
+            times.append(result.timings_ms[stage])
     if len(result) != NUM_INSTANCES:
         log(f'WARNING: {len(result)} instances instead of {NUM_INSTANCES}')
     # Depth (node defaults) so that markers and overlay depth texts are those of a 3D frame.
@@ -231,10 +233,9 @@ def full_frame_equivalent(msg, height: int, width: int):
     """The same InstanceMaskArray with every mask a full-frame mono8 image (ROI = whole frame)."""
     from copy import deepcopy
 
-    from sensor_msgs.msg import Image, RegionOfInterest
-
     from instseg_ros.core.encoding import paste_roi, roi_to_mono8
     from instseg_ros.ros.conversions import image_to_numpy
+    from sensor_msgs.msg import Image, RegionOfInterest
     full = deepcopy(msg)
     for inst in full.instances:
         crop = image_to_numpy(inst.mask) > 127
@@ -248,9 +249,8 @@ def full_frame_equivalent(msg, height: int, width: int):
 
 
 def message_sizes(result, header, geometry_module) -> dict:
-    from rclpy.serialization import serialize_message
-
     from instseg_ros.ros.conversions import instances_to_msg
+    from rclpy.serialization import serialize_message
 
     def sizes(msg, height, width, label):
         roi_bytes = len(serialize_message(msg))
@@ -292,10 +292,11 @@ class Client:
     def __init__(self, context):
         import rclpy
         from diagnostic_msgs.msg import DiagnosticArray
-        from instseg_msgs.msg import InstanceMaskArray
         from rclpy.executors import SingleThreadedExecutor
         from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
         from sensor_msgs.msg import CameraInfo, Image
+
+        from instseg_msgs.msg import InstanceMaskArray
 
         self.node = rclpy.create_node('node_bench_client', context=context)
         self.executor = SingleThreadedExecutor(context=context)
@@ -364,7 +365,7 @@ def size_messages(width: int, height: int) -> list:
     return msgs
 
 
-def send_one(client: 'Client', node_proc, msg, timeout_s: float) -> tuple[float, int] | None:
+def send_one(client: Client, node_proc, msg, timeout_s: float) -> tuple[float, int] | None:
     """Stamp ``msg`` with the wall clock, publish it, wait for its result.
 
     Returns (latency ms = receive wall clock - stamp, instances), or None on timeout.
@@ -379,7 +380,7 @@ def send_one(client: 'Client', node_proc, msg, timeout_s: float) -> tuple[float,
     return (received - stamp) / 1e6, count
 
 
-def measure_e2e(client: 'Client', node_proc, settings: dict) -> dict:
+def measure_e2e(client: Client, node_proc, settings: dict) -> dict:
     out = {}
     for width, height in SIZES:
         msgs = size_messages(width, height)
@@ -403,7 +404,7 @@ def measure_e2e(client: 'Client', node_proc, settings: dict) -> dict:
     return out
 
 
-def measure_delivery(client: 'Client', node_proc, settings: dict) -> dict:
+def measure_delivery(client: Client, node_proc, settings: dict) -> dict:
     """Low-rate frames to a node with the launch-default (best-effort) image subscription: how
     many produce a result within probe_timeout_s (the rest were lost in the middleware)."""
     out = {}
@@ -419,7 +420,7 @@ def measure_delivery(client: 'Client', node_proc, settings: dict) -> dict:
     return out
 
 
-def endpoint_qos(client: 'Client', topic: str) -> list[str]:
+def endpoint_qos(client: Client, topic: str) -> list[str]:
     """Reliability of the yolact node's subscriptions on ``topic`` (as seen by discovery)."""
     from rclpy.qos import ReliabilityPolicy
     return [ReliabilityPolicy(int(info.qos_profile.reliability)).name.lower()
@@ -427,7 +428,7 @@ def endpoint_qos(client: 'Client', topic: str) -> list[str]:
             if info.node_name == 'yolact']
 
 
-def start_node(client: 'Client', command: list[str], log_path: Path, procs: list):
+def start_node(client: Client, command: list[str], log_path: Path, procs: list):
     """Start the yolact node and wait until its image subscription and /instances are matched."""
     proc = start(command, log_path)
     procs.append(proc)
@@ -585,9 +586,11 @@ def markdown(report: dict) -> str:
     if geo:
         for key, g in geo.items():
             if key.startswith('geometry_'):
-                lines.append(f'| depth projection {key[9:]}, {g["num_instances"]} inst ms '
+                lines.append(f'| depth projection {key[9:]}, {g["num_instances"]} inst, median ms '
                              f'(target < {PROJECTION_TARGET_MS:.0f} at 640x480) | '
-                             f'{fmt(g["project_instances_ms"], 2)} |')
+                             f'{fmt(g["project_instances_ms"], 2)}'
+                             + (f' (min {fmt(g["project_instances_min_ms"], 2)})'
+                                if 'project_instances_min_ms' in g else '') + ' |')
     return '\n'.join(lines)
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import pathlib
 
+import torch
+
 from instseg_ros.core.checkpoint import CheckpointError
 from instseg_ros.core.classes import load_class_names
 from instseg_ros.core.pipeline import FramePipeline
@@ -55,6 +57,8 @@ def resolve_weights(weights: str, logger) -> pathlib.Path:
 def load_pipeline(params, logger) -> FramePipeline:
     """Build the FramePipeline from the node parameters (weights, preset, device, half, names)."""
     path = resolve_weights(params.weights, logger)
+    if params.num_threads > 0:
+        torch.set_num_threads(params.num_threads)  # this process only (the node's own choice)
     try:
         names = (load_class_names(params.class_names_file) if params.class_names_file
                  else sidecar_class_names(path))

@@ -42,6 +42,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               "'cpu'. CUDA requested but absent: warning and CPU.", read_only=True),
     ParamSpec('half', False, 'FP16 inference (CUDA only; ignored with a warning on CPU).',
               read_only=True),
+    ParamSpec('num_threads', 0, 'CPU threads for torch in this process (0 = torch default). '
+              'On small CPUs shared with other processes, 1 is often fastest.', read_only=True,
+              min_value=0, max_value=256),
     ParamSpec('input_compressed', False, 'Subscribe to image/compressed (JPEG/PNG '
               'sensor_msgs/CompressedImage) instead of image.', read_only=True),
     # --- detection (runtime) ---
@@ -99,6 +102,7 @@ class NodeParams:
     class_names_file: str
     device: str
     half: bool
+    num_threads: int
     input_compressed: bool
     score_threshold: float
     nms_threshold: float

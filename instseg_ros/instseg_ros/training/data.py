@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -126,7 +127,9 @@ def category_mapping(coco, category_ids: Sequence[int] | None = None) -> tuple[l
 def _ann_mask(coco, ann: dict, height: int, width: int) -> np.ndarray:
     """uint8 ``[height, width]`` mask of one annotation (polygon / RLE); the filled box if it has none."""
     if ann.get('segmentation'):
-        return coco.annToMask(ann).astype(np.uint8)
+        with warnings.catch_warnings():  # pycocotools' decode under numpy 2 warns on every call
+            warnings.simplefilter('ignore', DeprecationWarning)
+            return coco.annToMask(ann).astype(np.uint8)
     mask = np.zeros((height, width), dtype=np.uint8)
     x, y, w, h = ann['bbox']
     mask[int(y):int(np.ceil(y + h)), int(x):int(np.ceil(x + w))] = 1

@@ -10,11 +10,14 @@ import torch
 from pycocotools import mask as mask_utils
 
 from instseg_ros.core.checkpoint import load_model
+from instseg_ros.core.config import get_preset
+from instseg_ros.core.model.yolact import Yolact
 from instseg_ros.core.preprocess import preprocess
 from instseg_ros.training.data import (AugmentConfig, CocoInstanceDataset, InfiniteBatchSampler,
                                        collate_batch)
 from instseg_ros.training.losses import LossConfig, compute_losses, hard_negatives, mask_terms, match
-from instseg_ros.training.train import TrainConfig, fit, init_for_training, lr_at, main, sidecar_paths
+from instseg_ros.training.train import (TrainConfig, fit, init_for_training, load_matching_weights, lr_at, main,
+                                        sidecar_paths)
 
 # Priors (cx, cy, w, h) and their xyxy form:
 PRIORS = torch.tensor([[0.25, 0.25, 0.5, 0.5],    # p0 (0, 0, .5, .5)
@@ -192,6 +195,14 @@ def test_training_overfits_fixed_batch_and_checkpoint_reloads(synth_data, tmp_pa
         assert torch.equal(getattr(ref, name), getattr(out, name)), name
     assert torch.allclose(ref.priors, out.priors, atol=1e-6)    # relative anchors as the 384-px preset
 
+    # Initialising a model with other classes takes every tensor but the class-dependent ones.
+    other = Yolact(get_preset('yolact_small', num_classes=3))
+    loaded_count, kept = load_matching_weights(other, path)
+    assert sorted(kept) == ['prediction_layers.0.conf_layer.bias', 'prediction_layers.0.conf_layer.weight',
+                            'semantic_seg_conv.bias', 'semantic_seg_conv.weight']
+    assert loaded_count == len(other.state_dict()) - 4
+    assert torch.equal(other.proto_net[0].weight, trained.proto_net[0].weight)
+
     # Resuming from the iteration-8 checkpoint repeats iterations 9..16 exactly.
     resumed = fit(_config(data, tmp_path / 'b', resume=str(tmp_path / 'a' / 'yolact_small_8_8.pth')),
                   log=lambda s: None)
@@ -201,8 +212,6 @@ def test_training_overfits_fixed_batch_and_checkpoint_reloads(synth_data, tmp_pa
 
 def test_losses_include_maskiou_for_plus_preset():
     from dataclasses import replace
-    from instseg_ros.core.config import get_preset
-    from instseg_ros.core.model.yolact import Yolact
     cfg = replace(get_preset('yolact_plus_resnet50', num_classes=3), max_size=256, backbone='resnet18',
                   dcn_layers=(0, 0, 0, 0), fpn_features=32)
     model = init_for_training(Yolact(cfg), seed=0).train()
