@@ -72,3 +72,9 @@ def load_class_names(path: str | Path) -> tuple[str, ...]:
     if not names:
         raise ValueError(f'{path}: no class names')
     return tuple(names)
+
+
+def sidecar_class_names(weights_path: str | Path) -> tuple[str, ...] | None:
+    """Class names stored next to a checkpoint as ``<stem>.json`` (instseg-train writes it), or None."""
+    sidecar = Path(weights_path).with_suffix('.json')
+    return load_class_names(sidecar) if sidecar.is_file() else None

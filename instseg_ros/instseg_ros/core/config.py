@@ -107,8 +107,8 @@ def _build_presets() -> dict[str, ModelConfig]:
         plus,
         replace(plus, name='yolact_plus_resnet50', backbone='resnet50', dcn_layers=(0, 4, 6, 3),
                 dcn_interval=1),
-        ModelConfig(name='yolact_small', backbone='resnet18', max_size=384, fpn_features=128,
-                    pred_scales=tuple((s[0] * 384 / 550,) for s in _V1_SCALES_550),
+        ModelConfig(name='yolact_small', backbone='resnet18', max_size=256, fpn_features=128,
+                    pred_scales=tuple((s[0] * 256 / 550,) for s in _V1_SCALES_550),
                     square_anchors=False),
     ]
     return {p.name: p for p in presets}

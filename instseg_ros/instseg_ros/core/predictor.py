@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from instseg_ros.core.checkpoint import load_model
-from instseg_ros.core.classes import COCO_CLASSES, load_class_names
+from instseg_ros.core.classes import COCO_CLASSES, load_class_names, sidecar_class_names
 from instseg_ros.core.postprocess import InferenceParams, postprocess
 from instseg_ros.core.preprocess import preprocess
 from instseg_ros.core.structures import Instances
@@ -95,9 +95,14 @@ class Predictor:
     def from_checkpoint(cls, path: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cuda',
                         half: bool = False, class_names: ClassNames = None,
                         num_classes: int | None = None) -> 'Predictor':
-        """Load ``path`` with ``checkpoint.load_model`` (preset 'auto' infers it) and wrap it."""
+        """Load ``path`` with ``checkpoint.load_model`` (preset 'auto' infers it) and wrap it.
+
+        Without ``class_names``, names from a ``<stem>.json`` side-car (instseg-train) are used.
+        """
         resolved = resolve_device(device)
         model, cfg = load_model(path, preset=preset, device=resolved, num_classes=num_classes)
+        if class_names is None:
+            class_names = sidecar_class_names(path)
         return cls(model, cfg, device=resolved, half=half, class_names=class_names)
 
     def _sync(self) -> None:

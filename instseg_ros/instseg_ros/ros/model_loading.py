@@ -6,7 +6,6 @@ the node's main() prints it and exits non-zero.
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import torch
@@ -22,18 +21,6 @@ SHIPPED_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / 'models' / 'y
 
 class StartupError(RuntimeError):
     """The node cannot start (missing or mismatched weights, bad class list)."""
-
-
-def sidecar_class_names(weights: pathlib.Path) -> list[str] | None:
-    """Class names from ``<weights stem>.json`` (written by instseg-train), if present."""
-    sidecar = weights.with_suffix('.json')
-    if not sidecar.is_file():
-        return None
-    try:
-        names = json.loads(sidecar.read_text()).get('class_names')
-    except (OSError, ValueError) as exc:
-        raise StartupError(f'cannot read class names from {sidecar}: {exc}') from exc
-    return list(names) if names else None
 
 
 def resolve_weights(weights: str, logger) -> pathlib.Path:
@@ -60,8 +47,7 @@ def load_pipeline(params, logger) -> FramePipeline:
     if params.num_threads > 0:
         torch.set_num_threads(params.num_threads)  # this process only (the node's own choice)
     try:
-        names = (load_class_names(params.class_names_file) if params.class_names_file
-                 else sidecar_class_names(path))
+        names = load_class_names(params.class_names_file) if params.class_names_file else None
     except (OSError, ValueError) as exc:
         raise StartupError(f'cannot read class_names_file {params.class_names_file!r}: {exc}') from exc
     try:

@@ -2,10 +2,19 @@
 
 Masks are linear combinations of prototypes, passed through a sigmoid, cropped to their (padded) box at
 prototype resolution, then upsampled to the source image and binarised.
+
+Fast path (:func:`paste_masks`): a cropped soft mask is exactly 0 outside its support, so its bilinear
+upsampling is exactly 0 (not above the threshold) at every output pixel whose source neighbours along x
+or along y all lie outside that support. Only a window per instance is therefore interpolated, with the
+indices and weights of PyTorch's ``F.interpolate(mode='bilinear', align_corners=False)`` kernel.
 """
 
 from __future__ import annotations
 
+from functools import lru_cache
+from typing import NamedTuple
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -72,6 +81,215 @@ def masks_to_image(masks_soft: torch.Tensor, size_hw: tuple[int, int],
                    threshold: float = 0.5) -> torch.Tensor:
     """Upsample cropped soft masks ``[N, Hp, Wp]`` to the source image and binarise -> bool ``[N, h, w]``.
 
-    Memory: one float ``[N, h, w]`` temporary on the device of ``masks_soft``.
+    Same result as ``binarize_masks(upsample_masks(masks_soft, size_hw), threshold)`` (see
+    :func:`paste_masks`), but only the window of each mask that can exceed the threshold is interpolated.
     """
-    return binarize_masks(upsample_masks(masks_soft, size_hw), threshold)
+    return paste_masks(masks_soft, size_hw, threshold).masks
+
+
+Roi = tuple[int, int, np.ndarray]
+
+
+class PastedMasks(NamedTuple):
+    """Result of :func:`paste_masks`.
+
+    Attributes:
+        masks: bool ``[N, h, w]`` on the device of the soft masks.
+        windows: int64 ``[N, 4]`` CPU tensor ``(x0, y0, x1, y1)`` (end exclusive) of the output pixels
+            that were interpolated; every True pixel of ``masks[i]`` lies inside ``windows[i]``.
+    """
+
+    masks: torch.Tensor
+    windows: torch.Tensor
+
+
+class _Axis(NamedTuple):
+    """Per output index ``u`` of one axis: source neighbours and weights of PyTorch's bilinear kernel."""
+
+    index0: torch.Tensor    # int64 [out]
+    index1: torch.Tensor    # int64 [out]
+    weight0: torch.Tensor   # float64 [out] (float32 values; the product with it is exact in float64)
+    weight1: torch.Tensor   # float32 [out]
+    first0: np.ndarray      # host copies of index0 / index1 for window search
+    first1: np.ndarray
+
+
+@lru_cache(maxsize=64)
+def _axis(in_size: int, out_size: int, device: torch.device) -> _Axis:
+    """Indices and weights of ``upsample_bilinear2d`` (``align_corners=False``, no scale factor).
+
+    ``scale = float32(in) / out``; ``real = max(fma(scale, u + 0.5, -0.5), 0)`` in float32 (the kernels
+    are compiled with fused multiply-add; the float64 product of two float32 values is exact, so one
+    rounding to float32 reproduces it); ``i0 = min(trunc(real), in - 1)``, ``i1 = i0 + (i0 < in - 1)``,
+    ``w1 = clamp(real - i0, 0, 1)``, ``w0 = 1 - w1``. Equal sizes copy (``w0 = 1``, ``w1 = 0``).
+    """
+    if in_size == out_size:
+        index0 = torch.arange(out_size, dtype=torch.int64)
+        index1 = index0.clone()
+        weight1 = torch.zeros(out_size, dtype=torch.float32)
+    else:
+        scale = torch.tensor(in_size, dtype=torch.float32) / out_size
+        centre = torch.arange(out_size, dtype=torch.float32) + 0.5
+        real = (scale.double() * centre.double() - 0.5).float().clamp(min=0.0)
+        index0 = real.to(torch.int64).clamp(max=in_size - 1)
+        weight1 = (real - index0.to(torch.float32)).clamp(0.0, 1.0)
+        index1 = torch.where(index0 < in_size - 1, index0 + 1, index0)
+    weight0 = (1.0 - weight1).double()
+    return _Axis(index0.to(device), index1.to(device), weight0.to(device), weight1.to(device),
+                 index0.numpy(), index1.numpy())
+
+
+def _lerp(first: torch.Tensor, weight0: torch.Tensor, second: torch.Tensor,
+          weight1: torch.Tensor) -> torch.Tensor:
+    """float32 ``first * weight0 + second * weight1`` rounded as the kernel does:
+    ``fma(first, weight0, float32(second * weight1))``."""
+    return (first.double() * weight0 + (second * weight1).double()).float()
+
+
+def _support_bounds(masks: torch.Tensor) -> np.ndarray:
+    """int64 ``[N, 4]`` ``(c0, r0, c1, r1)`` (end exclusive) of the non-zero entries; empty -> zeros."""
+    nonzero = masks != 0
+    rows = nonzero.any(dim=2).to(torch.uint8)  # [N, Hp]
+    cols = nonzero.any(dim=1).to(torch.uint8)  # [N, Wp]
+    height, width = rows.shape[1], cols.shape[1]
+    bounds = torch.stack((cols.argmax(dim=1), rows.argmax(dim=1),
+                          width - cols.flip(1).argmax(dim=1), height - rows.flip(1).argmax(dim=1)), dim=1)
+    bounds = bounds * rows.amax(dim=1, keepdim=True).to(torch.int64)
+    return bounds.cpu().numpy()
+
+
+def _windows(support: np.ndarray, axis_x: _Axis, axis_y: _Axis) -> np.ndarray:
+    """Output windows ``(x0, y0, x1, y1)``: the output pixels with a source neighbour inside the support."""
+    def span(lo: np.ndarray, hi: np.ndarray, axis: _Axis) -> tuple[np.ndarray, np.ndarray]:
+        start = np.searchsorted(axis.first1, lo, side='left')   # first u with i1[u] >= lo
+        stop = np.searchsorted(axis.first0, hi, side='left')    # first u with i0[u] >= hi
+        stop = np.maximum(stop, start)
+        empty = hi <= lo
+        return np.where(empty, 0, start), np.where(empty, 0, stop)
+
+    x0, x1 = span(support[:, 0], support[:, 2], axis_x)
+    y0, y1 = span(support[:, 1], support[:, 3], axis_y)
+    return np.stack((x0, y0, x1, y1), axis=1).astype(np.int64)
+
+
+def _paste_loop(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, axis_x: _Axis,
+                axis_y: _Axis, threshold: float) -> None:
+    """One instance at a time, each with a few tensor ops on its window (cheapest on CPU)."""
+    for i, (x0, y0, x1, y1) in enumerate(windows.tolist()):
+        if x1 <= x0 or y1 <= y0:
+            continue
+        row0, row1 = int(axis_y.first0[y0]), int(axis_y.first1[y1 - 1]) + 1
+        rows = masks[i, row0:row1]                                          # [ph, Wp]
+        cols0, cols1 = axis_x.index0[x0:x1], axis_x.index1[x0:x1]
+        horizontal = _lerp(rows.index_select(1, cols0), axis_x.weight0[x0:x1],
+                           rows.index_select(1, cols1), axis_x.weight1[x0:x1])  # [ph, w]
+        top = horizontal.index_select(0, axis_y.index0[y0:y1] - row0)
+        bottom = horizontal.index_select(0, axis_y.index1[y0:y1] - row0)
+        values = _lerp(top, axis_y.weight0[y0:y1, None], bottom, axis_y.weight1[y0:y1, None])
+        torch.gt(values, threshold, out=out[i, y0:y1, x0:x1])
+
+
+def _paste_batched(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, axis_x: _Axis,
+                   axis_y: _Axis, threshold: float) -> None:
+    """All instances at once on windows padded to the largest one (few kernel launches, for GPUs).
+
+    A padded window is shifted to stay inside the image; the values computed outside the needed window
+    are the exact interpolation too, so every written pixel is correct.
+    """
+    num, height, width = out.shape
+    win_h = int((windows[:, 3] - windows[:, 1]).max())
+    win_w = int((windows[:, 2] - windows[:, 0]).max())
+    if win_h == 0 or win_w == 0:
+        return
+    device = masks.device
+    start_y = torch.from_numpy(np.minimum(windows[:, 1], height - win_h)).to(device)
+    start_x = torch.from_numpy(np.minimum(windows[:, 0], width - win_w)).to(device)
+    out_rows = start_y[:, None] + torch.arange(win_h, device=device)  # [N, h]
+    out_cols = start_x[:, None] + torch.arange(win_w, device=device)  # [N, w]
+    proto_h = masks.shape[1]
+
+    def gather_cols(index: torch.Tensor) -> torch.Tensor:
+        return masks.gather(2, index[out_cols][:, None, :].expand(num, proto_h, win_w))
+
+    horizontal = _lerp(gather_cols(axis_x.index0), axis_x.weight0[out_cols][:, None, :],
+                       gather_cols(axis_x.index1), axis_x.weight1[out_cols][:, None, :])  # [N, Hp, w]
+
+    def gather_rows(index: torch.Tensor) -> torch.Tensor:
+        return horizontal.gather(1, index[out_rows][:, :, None].expand(num, win_h, win_w))
+
+    values = _lerp(gather_rows(axis_y.index0), axis_y.weight0[out_rows][:, :, None],
+                   gather_rows(axis_y.index1), axis_y.weight1[out_rows][:, :, None])  # [N, h, w]
+    instance = torch.arange(num, device=device)[:, None, None]
+    out[instance, out_rows[:, :, None], out_cols[:, None, :]] = values > threshold
+
+
+def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: float = 0.5,
+                method: str = 'auto') -> PastedMasks:
+    """Binarised bilinear upsampling of cropped soft masks, computed only where it can be non-zero.
+
+    Equals ``upsample_masks(masks_soft, size_hw) > threshold`` (PyTorch's bilinear kernel,
+    ``align_corners=False``, same source indices and float32 weights, products rounded as its fused
+    multiply-adds; bit-identical with the CPU kernel here, other builds may differ by float rounding):
+    outside each mask's non-zero support the interpolation is exactly 0, never above ``threshold >= 0``.
+
+    Args:
+        masks_soft: float ``[N, Hp, Wp]`` (e.g. cropped sigmoid masks), any device.
+        size_hw: output (height, width).
+        threshold: strict threshold; below 0 (zeros pass) this falls back to the full-frame path.
+        method: ``'loop'`` (per instance, cheapest on CPU), ``'batched'`` (padded to the largest window,
+            fewest kernel launches) or ``'auto'`` (loop on CPU, batched elsewhere).
+
+    Returns:
+        :class:`PastedMasks` (bool masks on the input device, CPU int64 windows).
+    """
+    if method not in ('auto', 'loop', 'batched'):
+        raise ValueError(f'unknown method {method!r}')
+    num, proto_h, proto_w = masks_soft.shape
+    height, width = int(size_hw[0]), int(size_hw[1])
+    if not threshold >= 0:  # zeros would pass: no window to exploit, use the plain path
+        full = torch.tensor([[0, 0, width, height]], dtype=torch.int64).expand(num, 4).clone()
+        return PastedMasks(binarize_masks(upsample_masks(masks_soft, (height, width)), threshold), full)
+    out = torch.zeros((num, height, width), dtype=torch.bool, device=masks_soft.device)
+    if num == 0 or height == 0 or width == 0:
+        return PastedMasks(out, torch.zeros((num, 4), dtype=torch.int64))
+    masks = masks_soft.to(torch.float32).contiguous()
+    axis_x = _axis(proto_w, width, masks.device)
+    axis_y = _axis(proto_h, height, masks.device)
+    windows = _windows(_support_bounds(masks), axis_x, axis_y)
+    if method == 'auto':
+        method = 'loop' if masks.device.type == 'cpu' else 'batched'
+    paste = _paste_loop if method == 'loop' else _paste_batched
+    paste(masks, out, windows, axis_x, axis_y, threshold)
+    return PastedMasks(out, torch.from_numpy(windows))
+
+
+def rois_from_windows(masks: torch.Tensor, windows: torch.Tensor) -> list[Roi | None]:
+    """Tight ROIs of bool ``[N, h, w]`` masks whose True pixels lie inside ``windows`` (as returned by
+    :func:`paste_masks`); only the windows are read.
+
+    Returns:
+        N entries, as ``instseg_ros.core.encoding.masks_to_rois``: ``(x0, y0, crop)`` with ``crop`` a
+        C-contiguous bool numpy array ``[rows, cols]`` of the tight box of the True pixels, or None.
+    """
+    rois: list[Roi | None] = []
+    for i, (x0, y0, x1, y1) in enumerate(windows.tolist()):
+        if x1 <= x0 or y1 <= y0:
+            rois.append(None)
+            continue
+        window = masks[i, y0:y1, x0:x1]
+        window = (window.cpu() if window.device.type != 'cpu' else window).numpy()
+        rows = np.flatnonzero(window.any(axis=1))
+        if rows.size == 0:
+            rois.append(None)
+            continue
+        cols = np.flatnonzero(window.any(axis=0))
+        crop = window[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+        rois.append((x0 + int(cols[0]), y0 + int(rows[0]), np.ascontiguousarray(crop)))
+    return rois
+
+
+def masks_to_image_and_rois(masks_soft: torch.Tensor, size_hw: tuple[int, int],
+                            threshold: float = 0.5) -> tuple[torch.Tensor, list[Roi | None]]:
+    """:func:`masks_to_image` plus the tight ROI of every mask (as ``encoding.masks_to_rois`` of it)."""
+    pasted = paste_masks(masks_soft, size_hw, threshold)
+    return pasted.masks, rois_from_windows(pasted.masks, pasted.windows)
