@@ -46,6 +46,8 @@ class ModelConfig:
         num_downsample: extra stride-2 FPN levels after P5 (P6, P7).
         dcn_layers: per ResNet stage, how many trailing blocks may use DCNv2 (0 = none).
         dcn_interval: every dcn_interval-th block (by index) of those uses DCNv2.
+        backbone_width: ResNet stem / first-stage channels (64 in every official preset; stage i
+            has backbone_width * 2**i planes). Smaller values make a cheaper model.
     """
 
     name: str
@@ -63,6 +65,7 @@ class ModelConfig:
     num_downsample: int = 2
     dcn_layers: tuple[int, ...] = (0, 0, 0, 0)
     dcn_interval: int = 1
+    backbone_width: int = 64
 
     def __post_init__(self) -> None:
         if self.backbone not in BACKBONES:
@@ -107,9 +110,9 @@ def _build_presets() -> dict[str, ModelConfig]:
         plus,
         replace(plus, name='yolact_plus_resnet50', backbone='resnet50', dcn_layers=(0, 4, 6, 3),
                 dcn_interval=1),
-        ModelConfig(name='yolact_small', backbone='resnet18', max_size=256, fpn_features=128,
-                    pred_scales=tuple((s[0] * 256 / 550,) for s in _V1_SCALES_550),
-                    square_anchors=False),
+        ModelConfig(name='yolact_small', backbone='resnet18', max_size=320, fpn_features=128,
+                    pred_scales=tuple((s[0] * 320 / 550,) for s in _V1_SCALES_550),
+                    square_anchors=False, backbone_width=32),
     ]
     return {p.name: p for p in presets}
 

@@ -152,7 +152,7 @@ class CocoInstanceDataset(Dataset):
         skip_empty: leave out images without any non-crowd annotation.
     """
 
-    def __init__(self, root: str | Path, image_dir: str | Path | None = None, input_size: int = 256,
+    def __init__(self, root: str | Path, image_dir: str | Path | None = None, input_size: int = 320,
                  mask_size: int = 96, normalization: str = 'resnet', augment: AugmentConfig | None = None,
                  seed: int = 0, category_ids: Sequence[int] | None = None, skip_empty: bool = True):
         self.ann_file = find_annotation_file(root)

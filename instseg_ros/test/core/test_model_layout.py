@@ -58,7 +58,7 @@ def test_config_values():
     assert PRESETS['yolact_small'].num_anchors == 3
     assert [s[0] for s in PRESETS['yolact_im700'].pred_scales] == [30, 61, 122, 244, 488]
     assert PRESETS['yolact_plus_base'].pred_scales[0] == pytest.approx((24.0, 24 * 2 ** (1 / 3), 24 * 2 ** (2 / 3)))
-    assert PRESETS['yolact_small'].pred_scales[0][0] == pytest.approx(24 * 256 / 550)
+    assert PRESETS['yolact_small'].pred_scales[0][0] == pytest.approx(24 * 320 / 550)
     assert PRESETS['yolact_darknet53'].normalization == 'darknet'
     cfg = get_preset('yolact_small', num_classes=7)
     assert cfg.num_classes == 7 and PRESETS['yolact_small'].num_classes == 81

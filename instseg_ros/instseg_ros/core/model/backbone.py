@@ -86,17 +86,18 @@ class ResNetBackbone(nn.Module):
     """ResNet stem + 4 stages; state-dict keys ``layers.{i}.{b}.*`` (created first), ``conv1``, ``bn1``."""
 
     def __init__(self, blocks: tuple[int, ...], block: type[nn.Module] = Bottleneck,
-                 dcn_layers: tuple[int, ...] = (0, 0, 0, 0), dcn_interval: int = 1) -> None:
+                 dcn_layers: tuple[int, ...] = (0, 0, 0, 0), dcn_interval: int = 1,
+                 width: int = 64) -> None:
         super().__init__()
         self.layers = nn.ModuleList()  # registered before conv1 to match the reference key order
         self.channels: list[int] = []
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        self.conv1 = nn.Conv2d(3, width, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
-        in_channels = 64
+        in_channels = width
         for stage, num_blocks in enumerate(blocks):
-            planes = 64 * 2 ** stage
+            planes = width * 2 ** stage
             stride = 1 if stage == 0 else 2
             stage_blocks = []
             for b in range(num_blocks):
@@ -166,4 +167,5 @@ def build_backbone(cfg: ModelConfig) -> nn.Module:
     if cfg.backbone == 'darknet53':
         return DarkNetBackbone(cfg.backbone_blocks)
     block = BasicBlock if cfg.backbone == 'resnet18' else Bottleneck
-    return ResNetBackbone(cfg.backbone_blocks, block, cfg.dcn_layers, cfg.dcn_interval)
+    return ResNetBackbone(cfg.backbone_blocks, block, cfg.dcn_layers, cfg.dcn_interval,
+                          width=cfg.backbone_width)
