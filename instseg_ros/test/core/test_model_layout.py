@@ -38,12 +38,14 @@ def test_official_element_counts():
 
 def test_small_preset_layout():
     sd = {k: list(v.shape) for k, v in meta_model('yolact_small', num_classes=5).state_dict().items()}
-    assert sd['backbone.layers.0.0.conv1.weight'] == [64, 64, 3, 3]
-    assert 'backbone.layers.0.0.downsample.0.weight' not in sd  # 64 -> 64, stride 1 (torchvision)
-    assert sd['backbone.layers.1.0.downsample.0.weight'] == [128, 64, 1, 1]
+    # half-width ResNet-18 (backbone_width=32): stages of 32, 64, 128, 256 channels
+    assert sd['backbone.conv1.weight'] == [32, 3, 7, 7]
+    assert sd['backbone.layers.0.0.conv1.weight'] == [32, 32, 3, 3]
+    assert 'backbone.layers.0.0.downsample.0.weight' not in sd  # 32 -> 32, stride 1 (torchvision)
+    assert sd['backbone.layers.1.0.downsample.0.weight'] == [64, 32, 1, 1]
     assert not any('conv3' in k for k in sd)
-    assert sd['fpn.lat_layers.0.weight'] == [128, 512, 1, 1]  # C5 first
-    assert sd['fpn.lat_layers.2.weight'] == [128, 128, 1, 1]
+    assert sd['fpn.lat_layers.0.weight'] == [128, 256, 1, 1]  # C5 first
+    assert sd['fpn.lat_layers.2.weight'] == [128, 64, 1, 1]
     assert sd['proto_net.0.weight'] == [128, 128, 3, 3]
     assert sd['proto_net.10.weight'] == [32, 128, 1, 1]
     assert sd['prediction_layers.0.conf_layer.weight'] == [3 * 5, 128, 3, 3]
@@ -82,7 +84,7 @@ def test_dcn_block_rule():
 @pytest.mark.parametrize('name,num_priors,proto_side', [
     ('yolact_base', 19248, 138), ('yolact_resnet50', 19248, 138), ('yolact_darknet53', 19248, 138),
     ('yolact_im700', 30963, 176), ('yolact_plus_base', 57744, 138), ('yolact_plus_resnet50', 57744, 138),
-    ('yolact_small', (48 * 48 + 24 * 24 + 12 * 12 + 6 * 6 + 3 * 3) * 3, 96)])
+    ('yolact_small', (40 * 40 + 20 * 20 + 10 * 10 + 5 * 5 + 3 * 3) * 3, 80)])
 def test_meta_forward_sizes_at_max_size(name, num_priors, proto_side):
     model = meta_model(name).eval()
     s = model.cfg.max_size
