@@ -104,123 +104,140 @@ class PastedMasks(NamedTuple):
 
 
 class _Axis(NamedTuple):
-    """Per output index ``u`` of one axis: source neighbours and weights of PyTorch's bilinear kernel."""
+    """Per output index ``u`` of one axis: source neighbours and weights of PyTorch's bilinear kernel
+    (read-only host arrays)."""
 
-    index0: torch.Tensor    # int64 [out]
-    index1: torch.Tensor    # int64 [out]
-    weight0: torch.Tensor   # float64 [out] (float32 values; the product with it is exact in float64)
-    weight1: torch.Tensor   # float32 [out]
-    first0: np.ndarray      # host copies of index0 / index1 for window search
-    first1: np.ndarray
+    index0: np.ndarray   # int64 [out]
+    index1: np.ndarray   # int64 [out], index0 or index0 + 1
+    weight0: np.ndarray  # float64 [out] holding float32 values (its product with a float32 is exact)
+    weight1: np.ndarray  # float32 [out]
 
 
 @lru_cache(maxsize=64)
-def _axis(in_size: int, out_size: int, device: torch.device) -> _Axis:
+def _axis(in_size: int, out_size: int) -> _Axis:
     """Indices and weights of ``upsample_bilinear2d`` (``align_corners=False``, no scale factor).
 
     ``scale = float32(in) / out``; ``real = max(fma(scale, u + 0.5, -0.5), 0)`` in float32 (the kernels
-    are compiled with fused multiply-add; the float64 product of two float32 values is exact, so one
+    are compiled with fused multiply-adds; the float64 product of two float32 values is exact, so one
     rounding to float32 reproduces it); ``i0 = min(trunc(real), in - 1)``, ``i1 = i0 + (i0 < in - 1)``,
-    ``w1 = clamp(real - i0, 0, 1)``, ``w0 = 1 - w1``. Equal sizes copy (``w0 = 1``, ``w1 = 0``).
+    ``w1 = clamp(real - i0, 0, 1)``, ``w0 = 1 - w1`` (float32). Equal sizes copy (``w0 = 1``, ``w1 = 0``).
     """
+    f32 = np.float32
     if in_size == out_size:
-        index0 = torch.arange(out_size, dtype=torch.int64)
-        index1 = index0.clone()
-        weight1 = torch.zeros(out_size, dtype=torch.float32)
+        index0 = np.arange(out_size, dtype=np.int64)
+        weight1 = np.zeros(out_size, dtype=f32)
     else:
-        scale = torch.tensor(in_size, dtype=torch.float32) / out_size
-        centre = torch.arange(out_size, dtype=torch.float32) + 0.5
-        real = (scale.double() * centre.double() - 0.5).float().clamp(min=0.0)
-        index0 = real.to(torch.int64).clamp(max=in_size - 1)
-        weight1 = (real - index0.to(torch.float32)).clamp(0.0, 1.0)
-        index1 = torch.where(index0 < in_size - 1, index0 + 1, index0)
-    weight0 = (1.0 - weight1).double()
-    return _Axis(index0.to(device), index1.to(device), weight0.to(device), weight1.to(device),
-                 index0.numpy(), index1.numpy())
-
-
-def _lerp(first: torch.Tensor, weight0: torch.Tensor, second: torch.Tensor,
-          weight1: torch.Tensor) -> torch.Tensor:
-    """float32 ``first * weight0 + second * weight1`` rounded as the kernel does:
-    ``fma(first, weight0, float32(second * weight1))``."""
-    return (first.double() * weight0 + (second * weight1).double()).float()
+        scale = f32(in_size) / f32(out_size)
+        centre = np.arange(out_size, dtype=f32) + f32(0.5)
+        real = np.maximum((np.float64(scale) * centre.astype(np.float64) - 0.5).astype(f32), f32(0))
+        index0 = np.minimum(real.astype(np.int64), in_size - 1)
+        weight1 = np.clip(real - index0.astype(f32), f32(0), f32(1))
+    index1 = np.where(index0 < in_size - 1, index0 + 1, index0)
+    weight0 = (f32(1) - weight1).astype(np.float64)
+    for array in (index0, index1, weight0, weight1):
+        array.setflags(write=False)
+    return _Axis(index0, index1, weight0, weight1)
 
 
 def _support_bounds(masks: torch.Tensor) -> np.ndarray:
     """int64 ``[N, 4]`` ``(c0, r0, c1, r1)`` (end exclusive) of the non-zero entries; empty -> zeros."""
-    nonzero = masks != 0
-    rows = nonzero.any(dim=2).to(torch.uint8)  # [N, Hp]
-    cols = nonzero.any(dim=1).to(torch.uint8)  # [N, Wp]
+    magnitude = masks.abs()
+    rows = (magnitude.amax(dim=2) > 0).cpu().numpy()  # [N, Hp]
+    cols = (magnitude.amax(dim=1) > 0).cpu().numpy()  # [N, Wp]
     height, width = rows.shape[1], cols.shape[1]
-    bounds = torch.stack((cols.argmax(dim=1), rows.argmax(dim=1),
-                          width - cols.flip(1).argmax(dim=1), height - rows.flip(1).argmax(dim=1)), dim=1)
-    bounds = bounds * rows.amax(dim=1, keepdim=True).to(torch.int64)
-    return bounds.cpu().numpy()
+    bounds = np.stack((cols.argmax(axis=1), rows.argmax(axis=1), width - cols[:, ::-1].argmax(axis=1),
+                       height - rows[:, ::-1].argmax(axis=1)), axis=1).astype(np.int64)
+    return bounds * rows.any(axis=1)[:, None]
 
 
 def _windows(support: np.ndarray, axis_x: _Axis, axis_y: _Axis) -> np.ndarray:
-    """Output windows ``(x0, y0, x1, y1)``: the output pixels with a source neighbour inside the support."""
+    """Output windows ``(x0, y0, x1, y1)``: the output pixels with a source neighbour inside the support
+    (both index arrays are non-decreasing)."""
     def span(lo: np.ndarray, hi: np.ndarray, axis: _Axis) -> tuple[np.ndarray, np.ndarray]:
-        start = np.searchsorted(axis.first1, lo, side='left')   # first u with i1[u] >= lo
-        stop = np.searchsorted(axis.first0, hi, side='left')    # first u with i0[u] >= hi
-        stop = np.maximum(stop, start)
+        start = np.searchsorted(axis.index1, lo, side='left')  # first u with i1[u] >= lo
+        stop = np.searchsorted(axis.index0, hi, side='left')   # first u with i0[u] >= hi
         empty = hi <= lo
-        return np.where(empty, 0, start), np.where(empty, 0, stop)
+        return np.where(empty, 0, start), np.where(empty, 0, np.maximum(stop, start))
 
     x0, x1 = span(support[:, 0], support[:, 2], axis_x)
     y0, y1 = span(support[:, 1], support[:, 3], axis_y)
     return np.stack((x0, y0, x1, y1), axis=1).astype(np.int64)
 
 
-def _paste_loop(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, axis_x: _Axis,
-                axis_y: _Axis, threshold: float) -> None:
-    """One instance at a time, each with a few tensor ops on its window (cheapest on CPU)."""
+def _lerp_numpy(first: np.ndarray, weight0: np.ndarray, second: np.ndarray,
+                weight1: np.ndarray) -> np.ndarray:
+    """float32 ``first * weight0 + second * weight1`` rounded as the kernel:
+    ``fma(first, weight0, float32(second * weight1))``."""
+    total = first * weight0          # float32 x float64 -> exact float64
+    total += second * weight1        # float32 product, added in float64
+    return total.astype(np.float32)
+
+
+def _paste_numpy(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, axis_x: _Axis,
+                 axis_y: _Axis, threshold: float) -> None:
+    """CPU: one instance at a time with numpy on its window (a few microseconds of overhead each)."""
+    soft = masks.numpy()
+    binary = out.numpy()  # shares memory with ``out``
+    threshold32 = np.float32(threshold)
     for i, (x0, y0, x1, y1) in enumerate(windows.tolist()):
         if x1 <= x0 or y1 <= y0:
             continue
-        row0, row1 = int(axis_y.first0[y0]), int(axis_y.first1[y1 - 1]) + 1
-        rows = masks[i, row0:row1]                                          # [ph, Wp]
-        cols0, cols1 = axis_x.index0[x0:x1], axis_x.index1[x0:x1]
-        horizontal = _lerp(rows.index_select(1, cols0), axis_x.weight0[x0:x1],
-                           rows.index_select(1, cols1), axis_x.weight1[x0:x1])  # [ph, w]
-        top = horizontal.index_select(0, axis_y.index0[y0:y1] - row0)
-        bottom = horizontal.index_select(0, axis_y.index1[y0:y1] - row0)
-        values = _lerp(top, axis_y.weight0[y0:y1, None], bottom, axis_y.weight1[y0:y1, None])
-        torch.gt(values, threshold, out=out[i, y0:y1, x0:x1])
+        row0, row1 = int(axis_y.index0[y0]), int(axis_y.index1[y1 - 1]) + 1
+        rows = soft[i, row0:row1]                                                  # [ph, Wp]
+        horizontal = _lerp_numpy(rows[:, axis_x.index0[x0:x1]], axis_x.weight0[x0:x1],
+                                 rows[:, axis_x.index1[x0:x1]], axis_x.weight1[x0:x1])  # [ph, w]
+        values = _lerp_numpy(horizontal[axis_y.index0[y0:y1] - row0], axis_y.weight0[y0:y1, None],
+                             horizontal[axis_y.index1[y0:y1] - row0], axis_y.weight1[y0:y1, None])
+        np.greater(values, threshold32, out=binary[i, y0:y1, x0:x1])
+
+
+def _lerp_torch(first: torch.Tensor, weight0: torch.Tensor, second: torch.Tensor,
+                weight1: torch.Tensor) -> torch.Tensor:
+    """Torch version of :func:`_lerp_numpy` (``weight0`` float64, the rest float32)."""
+    return torch.addcmul((second * weight1).double(), first.double(), weight0).float()
 
 
 def _paste_batched(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, axis_x: _Axis,
                    axis_y: _Axis, threshold: float) -> None:
-    """All instances at once on windows padded to the largest one (few kernel launches, for GPUs).
+    """Any device: all instances at once, windows padded to the largest one (few kernel launches).
 
-    A padded window is shifted to stay inside the image; the values computed outside the needed window
-    are the exact interpolation too, so every written pixel is correct.
+    A padded window is shifted to stay inside the image; values computed outside the needed window are
+    the exact interpolation too, so every written pixel is correct.
     """
     num, height, width = out.shape
+    proto_h, proto_w = masks.shape[1:]
     win_h = int((windows[:, 3] - windows[:, 1]).max())
     win_w = int((windows[:, 2] - windows[:, 0]).max())
     if win_h == 0 or win_w == 0:
         return
+    out_rows = np.minimum(windows[:, 1], height - win_h)[:, None] + np.arange(win_h)  # [N, h]
+    out_cols = np.minimum(windows[:, 0], width - win_w)[:, None] + np.arange(win_w)   # [N, w]
+    row0 = axis_y.index0[out_rows[:, 0]]
+    proto_rows = int((axis_y.index1[out_rows[:, -1]] + 1 - row0).max())
+    row0 = np.minimum(row0, proto_h - proto_rows)
+    instance = np.arange(num)[:, None]
     device = masks.device
-    start_y = torch.from_numpy(np.minimum(windows[:, 1], height - win_h)).to(device)
-    start_x = torch.from_numpy(np.minimum(windows[:, 0], width - win_w)).to(device)
-    out_rows = start_y[:, None] + torch.arange(win_h, device=device)  # [N, h]
-    out_cols = start_x[:, None] + torch.arange(win_w, device=device)  # [N, w]
-    proto_h = masks.shape[1]
 
-    def gather_cols(index: torch.Tensor) -> torch.Tensor:
-        return masks.gather(2, index[out_cols][:, None, :].expand(num, proto_h, win_w))
+    def dev(array: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device)
 
-    horizontal = _lerp(gather_cols(axis_x.index0), axis_x.weight0[out_cols][:, None, :],
-                       gather_cols(axis_x.index1), axis_x.weight1[out_cols][:, None, :])  # [N, Hp, w]
+    # horizontal pass on the proto rows [row0, row0 + proto_rows) of each mask -> [N, ph, w]
+    source_rows = dev((instance * proto_h + row0[:, None] + np.arange(proto_rows)) * proto_w)[:, :, None]
+    flat = masks.reshape(-1)
+    horizontal = _lerp_torch(flat.take(source_rows + dev(axis_x.index0[out_cols])[:, None, :]),
+                             dev(axis_x.weight0[out_cols])[:, None, :],
+                             flat.take(source_rows + dev(axis_x.index1[out_cols])[:, None, :]),
+                             dev(axis_x.weight1[out_cols])[:, None, :]).reshape(-1)
+    # vertical pass -> [N, h, w]
+    offsets = torch.arange(win_w, device=device)
 
-    def gather_rows(index: torch.Tensor) -> torch.Tensor:
-        return horizontal.gather(1, index[out_rows][:, :, None].expand(num, win_h, win_w))
+    def rows_of(index: np.ndarray) -> torch.Tensor:
+        return dev(((instance * proto_rows + index[out_rows] - row0[:, None]) * win_w))[:, :, None] + offsets
 
-    values = _lerp(gather_rows(axis_y.index0), axis_y.weight0[out_rows][:, :, None],
-                   gather_rows(axis_y.index1), axis_y.weight1[out_rows][:, :, None])  # [N, h, w]
-    instance = torch.arange(num, device=device)[:, None, None]
-    out[instance, out_rows[:, :, None], out_cols[:, None, :]] = values > threshold
+    values = _lerp_torch(horizontal.take(rows_of(axis_y.index0)), dev(axis_y.weight0[out_rows])[:, :, None],
+                         horizontal.take(rows_of(axis_y.index1)), dev(axis_y.weight1[out_rows])[:, :, None])
+    target = dev((instance * height + out_rows) * width)[:, :, None] + dev(out_cols)[:, None, :]
+    out.view(-1).put_(target, values > threshold)
 
 
 def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: float = 0.5,
@@ -236,8 +253,9 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
         masks_soft: float ``[N, Hp, Wp]`` (e.g. cropped sigmoid masks), any device.
         size_hw: output (height, width).
         threshold: strict threshold; below 0 (zeros pass) this falls back to the full-frame path.
-        method: ``'loop'`` (per instance, cheapest on CPU), ``'batched'`` (padded to the largest window,
-            fewest kernel launches) or ``'auto'`` (loop on CPU, batched elsewhere).
+        method: ``'loop'`` (CPU only: per instance with numpy, cheapest there), ``'batched'`` (any device:
+            all instances at once, padded to the largest window; fewest kernel launches) or ``'auto'``
+            (loop on CPU, batched elsewhere).
 
     Returns:
         :class:`PastedMasks` (bool masks on the input device, CPU int64 windows).
@@ -253,12 +271,13 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
     if num == 0 or height == 0 or width == 0:
         return PastedMasks(out, torch.zeros((num, 4), dtype=torch.int64))
     masks = masks_soft.to(torch.float32).contiguous()
-    axis_x = _axis(proto_w, width, masks.device)
-    axis_y = _axis(proto_h, height, masks.device)
+    axis_x, axis_y = _axis(proto_w, width), _axis(proto_h, height)
     windows = _windows(_support_bounds(masks), axis_x, axis_y)
     if method == 'auto':
         method = 'loop' if masks.device.type == 'cpu' else 'batched'
-    paste = _paste_loop if method == 'loop' else _paste_batched
+    if method == 'loop' and masks.device.type != 'cpu':
+        raise ValueError("method='loop' needs CPU tensors")
+    paste = _paste_numpy if method == 'loop' else _paste_batched
     paste(masks, out, windows, axis_x, axis_y, threshold)
     return PastedMasks(out, torch.from_numpy(windows))
 
