@@ -195,3 +195,42 @@ def test_mismatched_weights_exit_non_zero_naming_the_preset(tmp_path, weights):
     text = log.read_text()
     assert code not in (0, None), text
     assert 'yolact_resnet50' in text and str(weights) in text
+
+
+def test_compressed_input_and_undecodable_data(make_node, spin_until, weights, tmp_path):
+    """input_compressed:=true: garbage JPEG bytes are skipped with an error naming the format,
+    the next good JPEG is answered with its header."""
+    from instseg_msgs.msg import InstanceMaskArray
+    from sensor_msgs.msg import CompressedImage
+
+    from instseg_ros.ros.conversions import bgr8_to_compressed
+    log = tmp_path / 'compressed.log'
+    proc = start(node_command(node_name='yolact_jpeg', params_file=PARAMS_FILE,
+                              parameters={'weights': str(weights), 'device': 'cpu',
+                                          'input_compressed': True, 'score_threshold': 0.05},
+                              remaps={'image/compressed': '/jpeg_cam/image/compressed',
+                                      'instances': '/jpeg_cam/instances'}), log)
+    try:
+        node = make_node('compressed_client')
+        received = []
+        node.create_subscription(InstanceMaskArray, '/jpeg_cam/instances', received.append, 10)
+        pub = node.create_publisher(CompressedImage, '/jpeg_cam/image/compressed', 10)
+        assert spin_until(node, lambda: pub.get_subscription_count() > 0 or proc.poll() is not None,
+                          timeout_s=90), log.read_text()[-2000:]
+        assert proc.poll() is None, log.read_text()[-3000:]
+        garbage = CompressedImage(format='jpeg', data=b'\xff\xd8 definitely not a jpeg')
+        garbage.header.stamp.sec = 70
+        pub.publish(garbage)
+        spin_until(node, lambda: False, timeout_s=1.0)
+        good = bgr8_to_compressed(render_scene(10, Camera(320, 240)).image_bgr, 'jpeg')
+        good.header.stamp.sec, good.header.frame_id = 71, 'jpeg_optical'
+        pub.publish(good)
+        assert spin_until(node, lambda: any(m.header.stamp.sec == 71 for m in received),
+                          timeout_s=60), log.read_text()[-3000:]
+        result = next(m for m in received if m.header.stamp.sec == 71)
+        assert result.header.frame_id == 'jpeg_optical' and (result.height, result.width) == (240, 320)
+        assert not any(m.header.stamp.sec == 70 for m in received)
+        assert "cannot decode CompressedImage with format 'jpeg'" in log.read_text()
+        assert proc.poll() is None
+    finally:
+        assert stop(proc) == 0
