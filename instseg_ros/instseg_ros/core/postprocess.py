@@ -5,17 +5,20 @@ softmax -> decode -> candidate filter (max class score > conf_threshold) -> opti
 Fast NMS -> score threshold (strict ``>``) -> masks (sigmoid(proto @ coeffs), crop with 1 px padding at
 prototype resolution) -> [YOLACT++: scores *= maskiou, re-sort, keep ``>=`` threshold as the reference's
 display path] -> bilinear upsample to the source image, ``> 0.5`` -> boxes to pixels, truncated.
+
+The upsampling only interpolates, per instance, the window of output pixels that can be non-zero
+(:func:`instseg_ros.core.ops.masks.paste_masks`); the masks equal the full-frame reference.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import torch
 
 from instseg_ros.core.ops.boxes import boxes_rel_to_pixels, decode
-from instseg_ros.core.ops.masks import assemble_masks, crop_masks, masks_to_image
+from instseg_ros.core.ops.masks import assemble_masks, crop_masks, paste_masks
 from instseg_ros.core.ops.nms import NmsResult, fast_nms, fast_nms_class_agnostic
 from instseg_ros.core.structures import Instances
 
@@ -128,18 +131,29 @@ def detections_to_instances(dets: NmsResult, proto: torch.Tensor, image_size: tu
         dets: NMS output with relative boxes; proto: float ``[Hp, Wp, K]``.
         image_size: source (height, width) in pixels.
     """
+    return _detections_to_instances(dets, proto, image_size, score_threshold, rescore_fn, class_names)[0]
+
+
+def _detections_to_instances(dets: NmsResult, proto: torch.Tensor, image_size: tuple[int, int],
+                             score_threshold: float, rescore_fn: RescoreFn | None,
+                             class_names: Sequence[str]) -> tuple[Instances, torch.Tensor]:
+    """:func:`detections_to_instances` and the CPU int64 ``[N, 4]`` mask windows (x0, y0, x1, y1)."""
+    height, width = int(image_size[0]), int(image_size[1])
+    no_windows = torch.zeros((0, 4), dtype=torch.int64)
     dets = _select(dets, dets.scores > score_threshold)
     if dets.scores.shape[0] == 0:
-        return Instances.empty(image_size, device=proto.device, class_names=class_names)
+        return Instances.empty(image_size, device=proto.device, class_names=class_names), no_windows
     masks_soft = crop_masks(assemble_masks(proto, dets.coeffs), dets.boxes_xyxy, padding=1)
     if rescore_fn is not None:
         dets, masks_soft = rescore_with_maskiou(dets, masks_soft, rescore_fn, score_threshold)
         if dets.scores.shape[0] == 0:
-            return Instances.empty(image_size, device=proto.device, class_names=class_names)
-    return Instances(image_size=(int(image_size[0]), int(image_size[1])),
-                     boxes_xyxy=boxes_rel_to_pixels(dets.boxes_xyxy, image_size).to(torch.float32),
-                     scores=dets.scores.to(torch.float32), labels=dets.labels.to(torch.int64),
-                     masks=masks_to_image(masks_soft, image_size), class_names=class_names)
+            return Instances.empty(image_size, device=proto.device, class_names=class_names), no_windows
+    pasted = paste_masks(masks_soft, (height, width))
+    instances = Instances(image_size=(height, width),
+                          boxes_xyxy=boxes_rel_to_pixels(dets.boxes_xyxy, image_size).to(torch.float32),
+                          scores=dets.scores.to(torch.float32), labels=dets.labels.to(torch.int64),
+                          masks=pasted.masks, class_names=class_names)
+    return instances, pasted.windows
 
 
 def postprocess(output, cfg, image_size: tuple[int, int], params: InferenceParams | None = None,
@@ -158,6 +172,19 @@ def postprocess(output, cfg, image_size: tuple[int, int], params: InferenceParam
     Returns:
         :class:`Instances` on the device of ``output``, sorted by descending score.
     """
+    return postprocess_with_windows(output, cfg, image_size, params, batch_index, rescore_fn,
+                                    class_names)[0]
+
+
+def postprocess_with_windows(output, cfg, image_size: tuple[int, int],
+                             params: InferenceParams | None = None, batch_index: int = 0,
+                             rescore_fn: RescoreFn | None = None,
+                             class_names: Sequence[str] = ()) -> tuple[Instances, torch.Tensor]:
+    """:func:`postprocess` plus a window per instance: CPU int64 ``[N, 4]`` (x0, y0, x1, y1), end
+    exclusive, holding every True pixel of its mask. ``rois_from_windows(instances.masks, windows)``
+    (:mod:`instseg_ros.core.ops.masks`) then gives the tight ROIs of ``encoding.masks_to_rois`` without
+    scanning the full frames.
+    """
     params = params or InferenceParams()
 
     def as_f32(batched: torch.Tensor) -> torch.Tensor:
@@ -166,5 +193,5 @@ def postprocess(output, cfg, image_size: tuple[int, int], params: InferenceParam
     dets = detect(as_f32(output.loc), as_f32(output.conf), as_f32(output.coeffs),
                   output.priors.to(torch.float32), params)
     use_rescore = rescore_fn if getattr(cfg, 'use_maskiou', False) else None
-    return detections_to_instances(dets, as_f32(output.proto), image_size, params.score_threshold,
-                                   use_rescore, class_names)
+    return _detections_to_instances(dets, as_f32(output.proto), image_size, params.score_threshold,
+                                    use_rescore, class_names)

@@ -1,11 +1,23 @@
-"""Mask ops: assembly, crop with float bounds and padding, upsample, threshold, empty inputs."""
+"""Mask ops: assembly, crop with float bounds and padding, upsample, threshold, empty inputs, and the
+windowed upsampling (paste_masks) against the full-frame reference."""
 
 import math
 
+import numpy as np
+import pytest
 import torch
 
-from instseg_ros.core.ops.masks import (assemble_masks, binarize_masks, crop_masks, masks_to_image,
-                                        upsample_masks)
+from instseg_ros.core.encoding import masks_to_rois
+from instseg_ros.core.ops.masks import (
+    assemble_masks,
+    binarize_masks,
+    crop_masks,
+    masks_to_image,
+    masks_to_image_and_rois,
+    paste_masks,
+    rois_from_windows,
+    upsample_masks,
+)
 
 
 def test_assemble_masks_hand_computed():
@@ -73,3 +85,157 @@ def test_empty_inputs():
     assert crop_masks(torch.zeros(0, 5, 6), torch.zeros(0, 4)).shape == (0, 5, 6)
     assert upsample_masks(torch.zeros(0, 5, 6), (10, 12)).shape == (0, 10, 12)
     assert masks_to_image(torch.zeros(0, 5, 6), (10, 12)).dtype == torch.bool
+
+
+# ---- windowed upsampling == full-frame F.interpolate + "> threshold" --------------------------------
+
+NEAR = 1e-5  # a pixel may differ from the reference only where the reference value is this close
+
+
+def _random_crops(num: int, proto_hw: tuple[int, int], seed: int) -> torch.Tensor:
+    """Cropped soft masks: smooth random fields (many values near 0.5) in random boxes, plus boxes
+    touching the borders, tiny, zero-size, full-size and outside the image."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = torch.randn(num, 1, max(proto_hw[0] // 8, 2), max(proto_hw[1] // 8, 2), generator=generator)
+    soft = torch.sigmoid(3 * torch.nn.functional.interpolate(coarse, size=proto_hw, mode='bilinear',
+                                                             align_corners=False)[:, 0])
+    boxes = torch.rand(num, 4, generator=generator) * 1.3 - 0.15
+    special = torch.tensor([[0.0, 0.0, 1.0, 1.0],      # full size
+                            [-0.5, -0.5, 1.5, 1.5],    # larger than the image
+                            [0.0, 0.0, 0.02, 0.03],    # tiny, top-left corner
+                            [0.97, 0.96, 1.0, 1.0],    # tiny, bottom-right corner
+                            [0.4, 0.4, 0.4, 0.4],      # zero size (the padding keeps 2 px)
+                            [0.9, 0.0, 1.0, 0.1],      # touches the right/top border
+                            [0.0, 0.8, 0.3, 1.0],      # touches the left/bottom border
+                            [2.0, 2.0, 3.0, 3.0],      # outside: empty crop
+                            [0.7, 0.2, 0.1, 0.6]])     # corners swapped
+    boxes[:min(num, len(special))] = special[:num]
+    return crop_masks(soft, boxes, padding=1)
+
+
+def _assert_matches_reference(crops: torch.Tensor, size_hw: tuple[int, int], threshold: float = 0.5,
+                              method: str = 'auto') -> None:
+    reference_soft = upsample_masks(crops, size_hw)
+    reference = reference_soft > threshold
+    pasted = paste_masks(crops, size_hw, threshold, method=method)
+    assert pasted.masks.dtype == torch.bool and pasted.masks.shape == reference.shape
+    flipped = pasted.masks != reference
+    near = (reference_soft - threshold).abs() <= NEAR
+    assert int((flipped & ~near).sum()) == 0
+    # every True pixel lies inside its window, windows lie inside the image
+    windows = pasted.windows
+    assert windows.shape == (crops.shape[0], 4) and windows.dtype == torch.int64
+    height, width = size_hw
+    for mask, (x0, y0, x1, y1) in zip(pasted.masks, windows.tolist()):
+        assert 0 <= x0 <= x1 <= width and 0 <= y0 <= y1 <= height
+        inside = torch.zeros_like(mask)
+        inside[y0:y1, x0:x1] = True
+        assert not bool((mask & ~inside).any())
+
+
+RATIOS = [((96, 96), (480, 640)),    # 550-input prototypes (x5, x6.67)
+          ((138, 138), (480, 640)),  # 550-input YOLACT prototypes
+          ((97, 83), (301, 517)),    # non-integer ratios
+          ((138, 138), (100, 120)),  # downsampling
+          ((40, 200), (130, 70)),    # up in y, down in x
+          ((24, 32), (24, 32))]      # equal sizes: a copy
+
+
+@pytest.mark.parametrize('proto_hw,size_hw', RATIOS)
+@pytest.mark.parametrize('method', ['loop', 'batched'])
+def test_paste_masks_equals_full_frame_reference(proto_hw, size_hw, method):
+    crops = _random_crops(14, proto_hw, seed=proto_hw[0] * 7 + size_hw[1])
+    _assert_matches_reference(crops, size_hw, method=method)
+
+
+def _kernel_weights_match(proto_hw: tuple[int, int], size_hw: tuple[int, int]) -> bool:
+    """Whether this PyTorch build's bilinear weights are the ones paste_masks reproduces, probed by
+    interpolating unit vectors (the weights of an axis depend only on its input/output sizes)."""
+    from instseg_ros.core.ops.masks import _axis
+    for in_size, out_size in zip(proto_hw, size_hw):
+        unit = torch.eye(in_size)[:, None, None, :]  # [in, 1, 1, in]
+        probed = torch.nn.functional.interpolate(unit, size=(1, out_size), mode='bilinear',
+                                                 align_corners=False)[:, 0, 0, :]  # [in, out]
+        axis = _axis(in_size, out_size)
+        expected = torch.zeros(in_size, out_size)
+        columns = torch.arange(out_size)
+        expected[torch.tensor(axis.index0), columns] = torch.tensor(axis.weight0, dtype=torch.float32)
+        expected[torch.tensor(axis.index1), columns] += torch.tensor(axis.weight1)
+        two_neighbours = torch.tensor(axis.index0 != axis.index1)
+        if not torch.equal(probed[:, two_neighbours], expected[:, two_neighbours]):
+            return False
+    return True
+
+
+@pytest.mark.parametrize('proto_hw,size_hw', RATIOS[:5])
+def test_paste_masks_bit_exact_near_the_threshold(proto_hw, size_hw):
+    """Values within a few float32 ulps of 0.5 everywhere: any deviation from the kernel's indices,
+    weights or rounding would flip pixels. Checked where this build's weights are the reproduced ones."""
+    if not _kernel_weights_match(proto_hw, size_hw):
+        pytest.skip('this PyTorch build computes the bilinear weights with other rounding')
+    generator = torch.Generator().manual_seed(5)
+    soft = 0.5 + (torch.rand(3, *proto_hw, generator=generator) - 0.5) * 4e-7
+    crops = crop_masks(soft, torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.1, 0.2, 0.7, 0.9], [0.5, 0.0, 1.0, 0.4]]))
+    reference = upsample_masks(crops, size_hw) > 0.5
+    for method in ('loop', 'batched'):
+        assert torch.equal(paste_masks(crops, size_hw, method=method).masks, reference)
+
+
+def test_paste_masks_other_thresholds_and_fallbacks():
+    crops = _random_crops(6, (30, 40), seed=3)
+    for threshold in (0.0, 0.25, 0.9):
+        _assert_matches_reference(crops, (90, 100), threshold)
+    # a negative threshold lets the zeros pass: full-frame path, full windows
+    negative = paste_masks(crops, (9, 10), threshold=-0.1)
+    assert bool(negative.masks.all()) and negative.windows.tolist() == [[0, 0, 10, 9]] * 6
+    # float64 masks take the plain path (interpolated in float64)
+    as_f64 = crops.double()
+    assert torch.equal(paste_masks(as_f64, (90, 100)).masks, upsample_masks(as_f64, (90, 100)) > 0.5)
+    with pytest.raises(ValueError):
+        paste_masks(crops, (90, 100), method='nearest')
+
+
+def test_paste_masks_empty_and_all_zero():
+    empty = paste_masks(torch.zeros(0, 138, 138), (480, 640))
+    assert empty.masks.shape == (0, 480, 640) and empty.masks.dtype == torch.bool
+    assert empty.windows.shape == (0, 4)
+    zeros = paste_masks(torch.zeros(3, 20, 20), (50, 60))
+    assert not bool(zeros.masks.any()) and zeros.windows.tolist() == [[0, 0, 0, 0]] * 3
+    assert rois_from_windows(zeros.masks, zeros.windows) == [None] * 3
+    assert paste_masks(torch.zeros(3, 20, 20), (50, 60), method='batched').masks.shape == (3, 50, 60)
+
+
+def test_single_pixel_support_window():
+    """One non-zero proto pixel influences the output pixels whose neighbours include it, no others."""
+    soft = torch.zeros(1, 10, 10)
+    soft[0, 4, 7] = 1.0
+    pasted = paste_masks(soft, (40, 40), threshold=0.0)
+    reference = upsample_masks(soft, (40, 40))[0] > 0
+    assert torch.equal(pasted.masks[0], reference)
+    rows = torch.nonzero(reference.any(dim=1)).flatten()
+    cols = torch.nonzero(reference.any(dim=0)).flatten()
+    x0, y0, x1, y1 = pasted.windows[0].tolist()
+    # the window is the tight range of output pixels with that pixel as a (possibly 0-weight) neighbour
+    assert x0 <= int(cols[0]) and int(cols[-1]) < x1 and y0 <= int(rows[0]) and int(rows[-1]) < y1
+    assert (x1 - x0, y1 - y0) == (8, 8)
+
+
+def _same_rois(left, right) -> bool:
+    if len(left) != len(right):
+        return False
+    for a, b in zip(left, right):
+        if (a is None) != (b is None):
+            return False
+        if a is not None and (a[:2] != b[:2] or a[2].shape != b[2].shape or not np.array_equal(a[2], b[2])
+                              or not a[2].flags['C_CONTIGUOUS']):
+            return False
+    return True
+
+
+@pytest.mark.parametrize('proto_hw,size_hw', RATIOS[:4])
+def test_rois_from_windows_equal_masks_to_rois(proto_hw, size_hw):
+    crops = _random_crops(12, proto_hw, seed=11)
+    masks, rois = masks_to_image_and_rois(crops, size_hw)
+    assert torch.equal(masks, masks_to_image(crops, size_hw))
+    assert _same_rois(rois, masks_to_rois(masks))
+    assert rois[7] is None  # the crop outside the image is empty

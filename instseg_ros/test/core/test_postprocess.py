@@ -10,8 +10,20 @@ import pytest
 import torch
 
 from instseg_ros.core.config import get_preset
+from instseg_ros.core.encoding import masks_to_rois
 from instseg_ros.core.model.yolact import YolactOutput
-from instseg_ros.core.postprocess import InferenceParams, detect, postprocess
+from instseg_ros.core.ops.masks import (
+    assemble_masks,
+    crop_masks,
+    rois_from_windows,
+    upsample_masks,
+)
+from instseg_ros.core.postprocess import (
+    InferenceParams,
+    detect,
+    postprocess,
+    postprocess_with_windows,
+)
 
 V1_CFG = get_preset('yolact_resnet50', num_classes=3)
 PLUS_CFG = get_preset('yolact_plus_resnet50', num_classes=3)
@@ -57,7 +69,7 @@ def test_postprocess_boxes_masks_scores():
     assert inst.boxes_xyxy.dtype == torch.float32
     assert inst.boxes_xyxy.tolist() == [[0.0, 0.0, 4.0, 4.0], [5.0, 5.0, 6.0, 6.0]]
     # A crop at 4x4 with 1 px padding: [0, 3) -> rows/cols 0..2; upsampled x2 -> 0..5 (> .5 at .75*.75)
-    assert torch.equal(inst.masks[0], _block(range(0, 6), range(0, 6)))
+    assert torch.equal(inst.masks[0], _block(range(6), range(6)))
     # C crop: [1.6, 4) -> rows/cols 2, 3; upsampled -> 4..7
     assert torch.equal(inst.masks[1], _block(range(4, 8), range(4, 8)))
 
@@ -119,3 +131,58 @@ def test_params_validation():
     with pytest.raises(ValueError):
         InferenceParams(nms_threshold=1.5)
     assert math.isclose(InferenceParams().conf_threshold, 0.05)
+
+
+def _random_output(num_priors: int = 400, num_classes: int = 4, proto_hw=(46, 46), channels: int = 8,
+                   seed: int = 0) -> YolactOutput:
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.rand(num_priors, 2, generator=generator)
+    sizes = 0.05 + 0.6 * torch.rand(num_priors, 2, generator=generator)
+    return YolactOutput(loc=0.5 * torch.randn(1, num_priors, 4, generator=generator),
+                        conf=2 * torch.randn(1, num_priors, num_classes, generator=generator),
+                        coeffs=torch.randn(1, num_priors, channels, generator=generator),
+                        proto=torch.randn(1, *proto_hw, channels, generator=generator).relu(),
+                        priors=torch.cat((centres, sizes), dim=1), segm=None)
+
+
+@pytest.mark.parametrize('image_size', [(120, 160), (37, 29), (480, 640)])
+def test_masks_equal_full_frame_reference(image_size):
+    """The windowed upsampling gives the reference masks (sigmoid -> crop -> F.interpolate -> > 0.5);
+    differences are tolerated only where the reference value is within 1e-5 of 0.5."""
+    out = _random_output(seed=sum(image_size))
+    params = InferenceParams(score_threshold=0.2, max_detections=25)
+    inst = postprocess(out, V1_CFG, image_size, params)
+    assert len(inst) > 5
+    dets = detect(out.loc[0], out.conf[0], out.coeffs[0], out.priors, params)
+    keep = dets.scores > params.score_threshold
+    soft = crop_masks(assemble_masks(out.proto[0], dets.coeffs[keep]), dets.boxes_xyxy[keep], padding=1)
+    reference_soft = upsample_masks(soft, image_size)
+    assert inst.masks.dtype == torch.bool and inst.masks.shape == reference_soft.shape
+    flipped = inst.masks != (reference_soft > 0.5)
+    assert int((flipped & ((reference_soft - 0.5).abs() > 1e-5)).sum()) == 0
+    assert bool(inst.masks.any())
+
+
+def test_postprocess_with_windows_gives_the_rois():
+    out = _random_output(seed=4)
+    params = InferenceParams(score_threshold=0.2, max_detections=20)
+    inst, windows = postprocess_with_windows(out, V1_CFG, (96, 128), params)
+    plain = postprocess(out, V1_CFG, (96, 128), params)
+    assert torch.equal(inst.masks, plain.masks) and torch.equal(inst.scores, plain.scores)
+    assert windows.shape == (len(inst), 4) and windows.dtype == torch.int64
+    rois, expected = rois_from_windows(inst.masks, windows), masks_to_rois(inst.masks)
+    assert len(rois) == len(expected) == len(inst)
+    for roi, ref in zip(rois, expected):
+        assert (roi is None) == (ref is None)
+        if roi is not None:
+            assert roi[:2] == ref[:2] and torch.equal(torch.from_numpy(roi[2]), torch.from_numpy(ref[2]))
+    # rescoring re-sorts: the windows follow the returned order
+    rescored, rescored_windows = postprocess_with_windows(_output(), PLUS_CFG, IMAGE_SIZE,
+                                                          InferenceParams(score_threshold=0.3),
+                                                          rescore_fn=_maskiou_by_area)
+    assert rescored.labels.tolist() == [1, 0]
+    # C's mask is the block rows/cols 4..7; its window adds the pixel sampling the zero neighbour
+    assert rescored_windows.tolist()[0] == [3, 3, 8, 8]
+    empty, empty_windows = postprocess_with_windows(_output(), V1_CFG, IMAGE_SIZE,
+                                                    InferenceParams(score_threshold=0.9))
+    assert len(empty) == 0 and empty_windows.shape == (0, 4)

@@ -141,9 +141,9 @@ def _axis(in_size: int, out_size: int) -> _Axis:
 
 def _support_bounds(masks: torch.Tensor) -> np.ndarray:
     """int64 ``[N, 4]`` ``(c0, r0, c1, r1)`` (end exclusive) of the non-zero entries; empty -> zeros."""
-    magnitude = masks.abs()
-    rows = (magnitude.amax(dim=2) > 0).cpu().numpy()  # [N, Hp]
-    cols = (magnitude.amax(dim=1) > 0).cpu().numpy()  # [N, Wp]
+    magnitude = masks.abs()  # a sum of non-negative floats is 0 iff all are 0 (faster than any/amax)
+    rows = (magnitude.sum(dim=2) > 0).cpu().numpy()  # [N, Hp]
+    cols = (magnitude.sum(dim=1) > 0).cpu().numpy()  # [N, Wp]
     height, width = rows.shape[1], cols.shape[1]
     bounds = np.stack((cols.argmax(axis=1), rows.argmax(axis=1), width - cols[:, ::-1].argmax(axis=1),
                        height - rows[:, ::-1].argmax(axis=1)), axis=1).astype(np.int64)
@@ -173,14 +173,23 @@ def _lerp_numpy(first: np.ndarray, weight0: np.ndarray, second: np.ndarray,
     return total.astype(np.float32)
 
 
+#: windows covering more than this fraction of the frame are interpolated by ``F.interpolate`` (faster per
+#: pixel than the exact float64 emulation; same kernel, same values)
+_FULL_FRAME_FRACTION = 0.5
+
+
 def _paste_numpy(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, axis_x: _Axis,
                  axis_y: _Axis, threshold: float) -> None:
     """CPU: one instance at a time with numpy on its window (a few microseconds of overhead each)."""
     soft = masks.numpy()
     binary = out.numpy()  # shares memory with ``out``
     threshold32 = np.float32(threshold)
+    height, width = binary.shape[1:]
     for i, (x0, y0, x1, y1) in enumerate(windows.tolist()):
         if x1 <= x0 or y1 <= y0:
+            continue
+        if (x1 - x0) * (y1 - y0) > _FULL_FRAME_FRACTION * height * width:
+            torch.gt(upsample_masks(masks[i:i + 1], (height, width))[0], threshold, out=out[i])
             continue
         row0, row1 = int(axis_y.index0[y0]), int(axis_y.index1[y1 - 1]) + 1
         rows = soft[i, row0:row1]                                                  # [ph, Wp]
@@ -232,7 +241,7 @@ def _paste_batched(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, 
     offsets = torch.arange(win_w, device=device)
 
     def rows_of(index: np.ndarray) -> torch.Tensor:
-        return dev(((instance * proto_rows + index[out_rows] - row0[:, None]) * win_w))[:, :, None] + offsets
+        return dev((instance * proto_rows + index[out_rows] - row0[:, None]) * win_w)[:, :, None] + offsets
 
     values = _lerp_torch(horizontal.take(rows_of(axis_y.index0)), dev(axis_y.weight0[out_rows])[:, :, None],
                          horizontal.take(rows_of(axis_y.index1)), dev(axis_y.weight1[out_rows])[:, :, None])
@@ -250,7 +259,8 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
     outside each mask's non-zero support the interpolation is exactly 0, never above ``threshold >= 0``.
 
     Args:
-        masks_soft: float ``[N, Hp, Wp]`` (e.g. cropped sigmoid masks), any device.
+        masks_soft: float32 ``[N, Hp, Wp]`` (e.g. cropped sigmoid masks), any device (other float
+            dtypes take the plain full-frame path).
         size_hw: output (height, width).
         threshold: strict threshold; below 0 (zeros pass) this falls back to the full-frame path.
         method: ``'loop'`` (CPU only: per instance with numpy, cheapest there), ``'batched'`` (any device:
@@ -264,13 +274,17 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
         raise ValueError(f'unknown method {method!r}')
     num, proto_h, proto_w = masks_soft.shape
     height, width = int(size_hw[0]), int(size_hw[1])
-    if not threshold >= 0:  # zeros would pass: no window to exploit, use the plain path
+    if not threshold >= 0 or masks_soft.dtype != torch.float32:
+        # zeros pass a negative threshold, other dtypes interpolate in their own precision: plain path
         full = torch.tensor([[0, 0, width, height]], dtype=torch.int64).expand(num, 4).clone()
         return PastedMasks(binarize_masks(upsample_masks(masks_soft, (height, width)), threshold), full)
-    out = torch.zeros((num, height, width), dtype=torch.bool, device=masks_soft.device)
+    if masks_soft.device.type == 'cpu':  # np.zeros gets lazily zeroed pages: cheaper than a memset
+        out = torch.from_numpy(np.zeros((num, height, width), dtype=np.bool_))
+    else:
+        out = torch.zeros((num, height, width), dtype=torch.bool, device=masks_soft.device)
     if num == 0 or height == 0 or width == 0:
         return PastedMasks(out, torch.zeros((num, 4), dtype=torch.int64))
-    masks = masks_soft.to(torch.float32).contiguous()
+    masks = masks_soft.detach().contiguous()
     axis_x, axis_y = _axis(proto_w, width), _axis(proto_h, height)
     windows = _windows(_support_bounds(masks), axis_x, axis_y)
     if method == 'auto':
@@ -290,20 +304,23 @@ def rois_from_windows(masks: torch.Tensor, windows: torch.Tensor) -> list[Roi | 
         N entries, as ``instseg_ros.core.encoding.masks_to_rois``: ``(x0, y0, crop)`` with ``crop`` a
         C-contiguous bool numpy array ``[rows, cols]`` of the tight box of the True pixels, or None.
     """
+    on_cpu = masks.device.type == 'cpu'
+    frames = masks.numpy() if on_cpu else masks
     rois: list[Roi | None] = []
     for i, (x0, y0, x1, y1) in enumerate(windows.tolist()):
-        if x1 <= x0 or y1 <= y0:
+        window = frames[i, y0:y1, x0:x1]
+        window = window if on_cpu else window.cpu().numpy()
+        if window.size == 0:
             rois.append(None)
             continue
-        window = masks[i, y0:y1, x0:x1]
-        window = (window.cpu() if window.device.type != 'cpu' else window).numpy()
-        rows = np.flatnonzero(window.any(axis=1))
-        if rows.size == 0:
+        as_u8 = window.view(np.uint8)
+        rows, cols = as_u8.max(axis=1), as_u8.max(axis=0)
+        if not rows.any():
             rois.append(None)
             continue
-        cols = np.flatnonzero(window.any(axis=0))
-        crop = window[rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
-        rois.append((x0 + int(cols[0]), y0 + int(rows[0]), np.ascontiguousarray(crop)))
+        top, left = int(rows.argmax()), int(cols.argmax())
+        bottom, right = rows.size - int(rows[::-1].argmax()), cols.size - int(cols[::-1].argmax())
+        rois.append((x0 + left, y0 + top, np.ascontiguousarray(window[top:bottom, left:right])))
     return rois
 
 
