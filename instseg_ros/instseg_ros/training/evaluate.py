@@ -257,7 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     json_path, root = resolve_dataset(args.data)
     coco_gt = _load_gt(json_path)
-    predictor = Predictor.from_checkpoint(args.weights, preset=args.preset, device=args.device)
+    from instseg_ros.core.checkpoint import CheckpointError
+    try:
+        predictor = Predictor.from_checkpoint(args.weights, preset=args.preset, device=args.device)
+    except CheckpointError as exc:
+        print(f'instseg-eval: {exc}', file=sys.stderr)
+        return 2
     params = InferenceParams(score_threshold=args.score_threshold)
     mapping = label_to_category_map(coco_gt, getattr(predictor, 'class_names', None))
 
