@@ -4,14 +4,10 @@
 # for DEMO_SECONDS (default 20), print frames, latency and instances per frame, and save a few
 # overlay PNGs to demo_out/.
 set -euo pipefail
-REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 SECONDS_TO_RUN="${DEMO_SECONDS:-20}"
-OUT="${DEMO_OUT:-$REPO/demo_out}"
-bash "$REPO/scripts/setup.sh"
 # shellcheck disable=SC1091
-source "$REPO/scripts/env.sh"
-export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
-export ROS_DOMAIN_ID=$(( ($$ % 90) + 10 ))
+source "$(dirname "${BASH_SOURCE[0]}")/prepare_run.sh"
+OUT="${DEMO_OUT:-$REPO/demo_out}"
 LIB="$REPO/install/instseg_ros/lib/instseg_ros"
 SHARE="$REPO/install/instseg_ros/share/instseg_ros"
 mkdir -p "$OUT"

@@ -1,0 +1,8 @@
+# Sourced by test.sh, demo.sh and bench.sh: set up if needed, source the workspace, and keep DDS
+# traffic on this machine in a domain of this run's own (Fast DDS shm files are shared by runs).
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+bash "$REPO/scripts/setup.sh"
+# shellcheck disable=SC1091
+source "$REPO/scripts/env.sh"
+export ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST
+export ROS_DOMAIN_ID=$(( ($$ % 90) + 10 ))
