@@ -4,6 +4,9 @@
 _INSTSEG_REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _INSTSEG_VENV="${INSTSEG_VENV:-$_INSTSEG_REPO/.venv}"
 # shellcheck disable=SC1091
+# (colcon's and venv's scripts read unset variables: allow that while sourcing them)
+_INSTSEG_NOUNSET=$([[ $- == *u* ]] && echo 1 || true)
+set +u
 source "$_INSTSEG_VENV/bin/activate"
 export AMENT_PREFIX_PATH="$_INSTSEG_VENV${AMENT_PREFIX_PATH:+:$AMENT_PREFIX_PATH}"
 if [ -f "$_INSTSEG_REPO/install/setup.bash" ]; then
@@ -12,4 +15,5 @@ if [ -f "$_INSTSEG_REPO/install/setup.bash" ]; then
 fi
 export ROS_AUTOMATIC_DISCOVERY_RANGE="${ROS_AUTOMATIC_DISCOVERY_RANGE:-LOCALHOST}"
 export ROS_DOMAIN_ID="${ROS_DOMAIN_ID:-$(( ($$ % 90) + 10 ))}"
-unset _INSTSEG_REPO _INSTSEG_VENV
+[ -n "$_INSTSEG_NOUNSET" ] && set -u
+unset _INSTSEG_REPO _INSTSEG_VENV _INSTSEG_NOUNSET
