@@ -8,7 +8,7 @@ setup(
     name=PACKAGE,
     version='0.1.0',
     packages=find_packages(exclude=['test', 'test.*']),
-    package_data={PACKAGE: ['models/*.pth', 'models/*.md']},
+    package_data={PACKAGE: ['models/*.pth', 'models/*.json', 'models/*.md']},
     data_files=[
         ('share/ament_index/resource_index/packages', ['resource/' + PACKAGE]),
         ('share/' + PACKAGE, ['package.xml']),

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The demo (README's first command): set up if needed, start the synthetic RGB-D camera and the
-# yolact node (shipped demo model, depth on) exactly as the launch file would, watch /yolact/instances
+# yolact node (shipped demo model, depth on) exactly as the launch file would, watch /instances
 # for DEMO_SECONDS (default 20), print frames, latency and instances per frame, and save a few
 # overlay PNGs to demo_out/.
 set -euo pipefail

@@ -1,4 +1,4 @@
-"""Watch the demo: /yolact/instances and /yolact/overlay for N seconds, then print a summary.
+"""Watch the demo: /instances and /overlay for N seconds, then print a summary.
 
 Latency = receive time - source image stamp (both on this machine). Saves a few overlay PNGs.
 """
@@ -50,15 +50,15 @@ def main() -> int:
                 diag.update({kv.key: kv.value for kv in status.values})
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
-    node.create_subscription(InstanceMaskArray, '/yolact/instances', on_instances, reliable)
-    node.create_subscription(Image, '/yolact/overlay', on_overlay, reliable)
+    node.create_subscription(InstanceMaskArray, '/instances', on_instances, reliable)
+    node.create_subscription(Image, '/overlay', on_overlay, reliable)
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
     print('[demo] waiting for the node (model load) ...', flush=True)
     start = time.monotonic()
     while not counts and time.monotonic() - start < 180:
         rclpy.spin_once(node, timeout_sec=0.1)
     if not counts:
-        print('[demo] ERROR: no /yolact/instances within 180 s. Node log:', file=sys.stderr)
+        print('[demo] ERROR: no /instances within 180 s. Node log:', file=sys.stderr)
         if args.node_log and args.node_log.exists():
             print(args.node_log.read_text()[-3000:], file=sys.stderr)
         return 1

@@ -152,6 +152,8 @@ class YolactNode(Node):
             try:
                 self._process(msg)
             except Exception as exc:  # noqa: BLE001 - the node must survive any single frame
+                if not self.context.ok():
+                    return  # shutting down (Ctrl-C): publishers are gone, nothing to report
                 self._bad_input('processing', f'frame skipped: {type(exc).__name__}: {exc}')
 
     def _process(self, msg) -> None:
