@@ -19,6 +19,7 @@ import time
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
 from instseg_msgs.msg import InstanceMaskArray
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
@@ -37,7 +38,8 @@ from instseg_ros.ros.diagnostics import build_diagnostics
 from instseg_ros.ros.entry import spin_node
 from instseg_ros.ros.markers import result_to_cloud, result_to_markers
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
-from instseg_ros.ros.params import PARAMETERS, SPECS, NodeParams, descriptor, validate_all
+from instseg_ros.ros.params import (PARAMETERS, SPECS, NodeParams, descriptor, normalize_classes,
+                                   validate_all)
 
 BAD_INPUT_LOG_PERIOD_S = 5.0
 DEPTH_BUFFER = 30
@@ -115,9 +117,6 @@ class YolactNode(Node):
 
     def _check_classes(self, params):
         """Reject class names the model does not know (names the valid ones)."""
-        from rcl_interfaces.msg import SetParametersResult
-
-        from instseg_ros.ros.params import normalize_classes
         for param in params:
             if param.name != 'classes':
                 continue
