@@ -83,8 +83,9 @@ class FramePipeline:
         start = time.perf_counter()
         instances = instances.to('cpu')
         rois = masks_to_rois(instances.masks)
-        keep = [i for i, roi in enumerate(rois)
-                if roi is not None and int(roi[2].sum()) >= max(min_mask_area, 1)]
+        # masks_to_rois gives None for empty masks; count pixels only when a minimum is set
+        keep = [i for i, roi in enumerate(rois) if roi is not None
+                and (min_mask_area <= 1 or int(roi[2].sum()) >= min_mask_area)]
         index = np.asarray(keep, dtype=np.int64)
         result = FrameResult(
             image_size=(int(instances.image_size[0]), int(instances.image_size[1])),
@@ -97,28 +98,24 @@ class FramePipeline:
 
     def add_depth(self, result: FrameResult, depth: DepthInput, depth_params: DepthParams,
                   want_points: bool = False) -> None:
-        """Place every instance of ``result`` in 3D (fills instances_3d, points_m if asked)."""
-        start = time.perf_counter()
-        self._project(result, depth, depth_params, want_points)
-        result.timings_ms['depth'] = (time.perf_counter() - start) * 1e3
+        """Place every instance of ``result`` in 3D (fills instances_3d, points_m if asked).
 
-    @staticmethod
-    def _project(result: FrameResult, depth: DepthInput, depth_params: DepthParams,
-                 want_points: bool) -> None:
-        """Fill ``result.instances_3d`` (and ``points_m``) from the depth image."""
+        Masks are resampled to the depth image's resolution when it differs from the colour one.
+        """
+        start = time.perf_counter()
         height, width = result.image_size
-        rois = result.rois
-        intrinsics = depth.intrinsics
         depth_h, depth_w = depth.depth_m.shape[:2]
+        rois = result.rois
         if (depth_h, depth_w) != (height, width):
             rois = [scale_mask_roi(x0, y0, crop, depth_w / width, depth_h / height)
                     for x0, y0, crop in rois]
-        out = project_instances(rois, depth.depth_m, intrinsics, depth_params,
+        out = project_instances(rois, depth.depth_m, depth.intrinsics, depth_params,
                                 return_points=want_points)
         if want_points:
             result.instances_3d, result.points_m = out
         else:
             result.instances_3d = out
+        result.timings_ms['depth'] = (time.perf_counter() - start) * 1e3
 
 
 def nearest_stamp(stamps_s: Sequence[float], target_s: float, slop_s: float) -> int | None:
