@@ -12,7 +12,6 @@ from typing import Sequence
 
 import numpy as np
 
-from instseg_ros.core.encoding import masks_to_rois
 from instseg_ros.core.geometry import (CameraIntrinsics, DepthParams, Instance3D,
                                        project_instances, scale_mask_roi)
 from instseg_ros.core.predictor import InferenceParams, Predictor
@@ -43,7 +42,8 @@ class FrameResult:
         rois: per instance (x0, y0, mask crop bool [h, w]) -- the tight box of the mask.
         instances_3d: per instance Instance3D, or None when no depth was given.
         points_m: per instance float32 [M, 3] optical-frame points (only if asked), else None.
-        timings_ms: per stage: preprocess, forward, postprocess, encode, depth.
+        timings_ms: per stage: preprocess, forward, postprocess (incl. the mask ROIs), encode (empty /
+            min-area filter into host arrays), depth.
     """
 
     image_size: tuple[int, int]
@@ -71,27 +71,26 @@ class FramePipeline:
 
     def process(self, image_bgr: np.ndarray, params: InferenceParams, *,
                 min_mask_area: int = 0) -> FrameResult:
-        """Segment one image: Instances on the device -> host arrays and tight mask ROIs.
+        """Segment one image: host arrays and tight mask ROIs (``Predictor.predict_rois``: no full-frame masks).
 
         Args:
             image_bgr: uint8 [H, W, 3] BGR image.
             params: thresholds, top_k and class filter for this call.
             min_mask_area: drop instances whose mask has fewer pixels (empty masks always go).
         """
-        instances = self.predictor(image_bgr, color_order='bgr', params=params)
+        detections = self.predictor.predict_rois(image_bgr, color_order='bgr', params=params)
         timings = dict(self.predictor.last_timings_ms)
         start = time.perf_counter()
-        instances = instances.to('cpu')
-        rois = masks_to_rois(instances.masks)
-        # masks_to_rois gives None for empty masks; count pixels only when a minimum is set
+        rois = detections.rois
+        # empty masks have no ROI (None); count pixels only when a minimum is set
         keep = [i for i, roi in enumerate(rois) if roi is not None
                 and (min_mask_area <= 1 or int(roi[2].sum()) >= min_mask_area)]
         index = np.asarray(keep, dtype=np.int64)
         result = FrameResult(
-            image_size=(int(instances.image_size[0]), int(instances.image_size[1])),
-            boxes_xyxy=instances.boxes_xyxy.numpy()[index].astype(np.float32).reshape(-1, 4),
-            scores=instances.scores.numpy()[index].astype(np.float32),
-            labels=instances.labels.numpy()[index].astype(np.int64),
+            image_size=(int(image_bgr.shape[0]), int(image_bgr.shape[1])),
+            boxes_xyxy=detections.boxes_xyxy[index].astype(np.float32).reshape(-1, 4),
+            scores=detections.scores[index].astype(np.float32),
+            labels=detections.labels[index].astype(np.int64),
             rois=[rois[i] for i in keep], timings_ms=timings)
         timings['encode'] = (time.perf_counter() - start) * 1e3
         return result

@@ -8,18 +8,21 @@ display path] -> bilinear upsample to the source image, ``> 0.5`` -> boxes to pi
 
 The upsampling only interpolates, per instance, the window of output pixels that can be non-zero
 (:func:`instseg_ros.core.ops.masks.paste_masks`); the masks equal the full-frame reference.
+:func:`postprocess_rois` returns the same masks as tight ROIs on the host, never building full frames.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
+import numpy as np
 import torch
 
 from instseg_ros.core.ops.boxes import boxes_rel_to_pixels, decode
-from instseg_ros.core.ops.masks import assemble_masks, crop_masks, paste_masks
-from instseg_ros.core.ops.nms import NmsResult, fast_nms, fast_nms_class_agnostic
+from instseg_ros.core.ops.masks import Roi, assemble_masks, crop_masks, paste_mask_rois, paste_masks
+from instseg_ros.core.ops.nms import NmsResult, fast_nms, fast_nms_class_agnostic, fast_nms_indices
 from instseg_ros.core.structures import Instances
 
 RescoreFn = Callable[[torch.Tensor], torch.Tensor]
@@ -82,18 +85,36 @@ def detect(loc: torch.Tensor, conf_logits: torch.Tensor, coeffs: torch.Tensor, p
     Returns:
         :class:`NmsResult` with relative xyxy boxes and 0-based labels (background excluded).
     """
-    class_scores = torch.softmax(conf_logits, dim=-1)[:, 1:].t()
+    # softmax over classes on the [C, P] layout: the same values, several times faster on the CPU
+    # than along a short last dimension
+    class_scores = torch.softmax(conf_logits.t().contiguous(), dim=0)[1:]
     if conf_logits.shape[0] == 0:
         return fast_nms(loc, coeffs, class_scores)
-    candidates = class_scores.max(dim=0).values > params.conf_threshold
-    boxes_rel = decode(loc[candidates], priors[candidates])
-    class_scores = class_scores[:, candidates]
+    is_candidate = class_scores.amax(dim=0) > params.conf_threshold
     rows = _class_rows(params.class_ids, class_scores.shape[0], class_scores.device)
-    if rows is not None:
-        class_scores = class_scores[rows]
-    nms = fast_nms_class_agnostic if params.class_agnostic else fast_nms
-    result = nms(boxes_rel, coeffs[candidates], class_scores, iou_threshold=params.nms_threshold,
-                 top_k=params.top_k, max_detections=params.max_detections)
+    if params.class_agnostic:
+        candidates = torch.nonzero(is_candidate).squeeze(1)
+        class_scores = class_scores.index_select(1, candidates)
+        if rows is not None:
+            class_scores = class_scores[rows]
+        result = fast_nms_class_agnostic(
+            decode(loc.index_select(0, candidates), priors.index_select(0, candidates)),
+            coeffs.index_select(0, candidates), class_scores, iou_threshold=params.nms_threshold,
+            top_k=params.top_k, max_detections=params.max_detections)
+    else:
+        # Per-class ranking over all priors with the non-candidates pushed below every candidate
+        # (scores -1), limited to the number of candidates: the same top-k as on the candidates
+        # alone, and only the boxes NMS looks at are decoded.
+        num_candidates = int(is_candidate.sum())
+        if rows is not None:
+            class_scores = class_scores[rows]
+        ranked = fast_nms_indices(
+            class_scores.masked_fill(~is_candidate, -1.0),
+            lambda index: decode(loc.index_select(0, index), priors.index_select(0, index)),
+            iou_threshold=params.nms_threshold, top_k=min(params.top_k, num_candidates),
+            max_detections=params.max_detections)
+        result = NmsResult(boxes_xyxy=decode(loc[ranked.indices], priors[ranked.indices]),
+                           coeffs=coeffs[ranked.indices], labels=ranked.labels, scores=ranked.scores)
     if rows is not None:
         result = result._replace(labels=rows[result.labels])
     return result
@@ -122,6 +143,22 @@ def rescore_with_maskiou(dets: NmsResult, masks_soft: torch.Tensor, rescore_fn: 
     return rescored, masks_soft[order]
 
 
+def _soft_masks(dets: NmsResult, proto: torch.Tensor, score_threshold: float,
+                rescore_fn: RescoreFn | None) -> tuple[NmsResult, torch.Tensor]:
+    """Score threshold, mask assembly and crop, optional maskiou rescoring.
+
+    Returns:
+        (kept detections, their float ``[N, Hp, Wp]`` cropped soft masks), in output order.
+    """
+    dets = _select(dets, dets.scores > score_threshold)
+    if dets.scores.shape[0] == 0:
+        return dets, proto.new_zeros((0, *proto.shape[:2]))
+    masks_soft = crop_masks(assemble_masks(proto, dets.coeffs), dets.boxes_xyxy, padding=1)
+    if rescore_fn is not None:
+        dets, masks_soft = rescore_with_maskiou(dets, masks_soft, rescore_fn, score_threshold)
+    return dets, masks_soft
+
+
 def detections_to_instances(dets: NmsResult, proto: torch.Tensor, image_size: tuple[int, int],
                             score_threshold: float, rescore_fn: RescoreFn | None = None,
                             class_names: Sequence[str] = ()) -> Instances:
@@ -131,29 +168,39 @@ def detections_to_instances(dets: NmsResult, proto: torch.Tensor, image_size: tu
         dets: NMS output with relative boxes; proto: float ``[Hp, Wp, K]``.
         image_size: source (height, width) in pixels.
     """
-    return _detections_to_instances(dets, proto, image_size, score_threshold, rescore_fn, class_names)[0]
-
-
-def _detections_to_instances(dets: NmsResult, proto: torch.Tensor, image_size: tuple[int, int],
-                             score_threshold: float, rescore_fn: RescoreFn | None,
-                             class_names: Sequence[str]) -> tuple[Instances, torch.Tensor]:
-    """:func:`detections_to_instances` and the CPU int64 ``[N, 4]`` mask windows (x0, y0, x1, y1)."""
     height, width = int(image_size[0]), int(image_size[1])
-    no_windows = torch.zeros((0, 4), dtype=torch.int64)
-    dets = _select(dets, dets.scores > score_threshold)
+    dets, masks_soft = _soft_masks(dets, proto, score_threshold, rescore_fn)
     if dets.scores.shape[0] == 0:
-        return Instances.empty(image_size, device=proto.device, class_names=class_names), no_windows
-    masks_soft = crop_masks(assemble_masks(proto, dets.coeffs), dets.boxes_xyxy, padding=1)
-    if rescore_fn is not None:
-        dets, masks_soft = rescore_with_maskiou(dets, masks_soft, rescore_fn, score_threshold)
-        if dets.scores.shape[0] == 0:
-            return Instances.empty(image_size, device=proto.device, class_names=class_names), no_windows
-    pasted = paste_masks(masks_soft, (height, width))
-    instances = Instances(image_size=(height, width),
-                          boxes_xyxy=boxes_rel_to_pixels(dets.boxes_xyxy, image_size).to(torch.float32),
-                          scores=dets.scores.to(torch.float32), labels=dets.labels.to(torch.int64),
-                          masks=pasted.masks, class_names=class_names)
-    return instances, pasted.windows
+        return Instances.empty((height, width), device=proto.device, class_names=class_names)
+    return Instances(image_size=(height, width),
+                     boxes_xyxy=boxes_rel_to_pixels(dets.boxes_xyxy, image_size).to(torch.float32),
+                     scores=dets.scores.to(torch.float32), labels=dets.labels.to(torch.int64),
+                     masks=paste_masks(masks_soft, (height, width)).masks, class_names=class_names)
+
+
+class RoiDetections(NamedTuple):
+    """Detections of one image on the host, each mask as the tight ROI of its True pixels.
+
+    Attributes:
+        boxes_xyxy: float32 ``[N, 4]`` pixel boxes (as :class:`Instances`).
+        scores: float32 ``[N]``, descending.
+        labels: int64 ``[N]``, 0-based.
+        rois: N entries ``(x0, y0, crop)`` with ``crop`` a C-contiguous bool ``[rows, cols]`` array whose
+            pixel (r, c) is image pixel (y0 + r, x0 + c), or None for an empty mask.
+    """
+
+    boxes_xyxy: np.ndarray
+    scores: np.ndarray
+    labels: np.ndarray
+    rois: list[Roi | None]
+
+
+def _detect_one(output, params: InferenceParams, batch_index: int) -> NmsResult:
+    def as_f32(batched: torch.Tensor) -> torch.Tensor:
+        return batched[batch_index].to(torch.float32)
+
+    return detect(as_f32(output.loc), as_f32(output.conf), as_f32(output.coeffs),
+                  output.priors.to(torch.float32), params)
 
 
 def postprocess(output, cfg, image_size: tuple[int, int], params: InferenceParams | None = None,
@@ -172,26 +219,29 @@ def postprocess(output, cfg, image_size: tuple[int, int], params: InferenceParam
     Returns:
         :class:`Instances` on the device of ``output``, sorted by descending score.
     """
-    return postprocess_with_windows(output, cfg, image_size, params, batch_index, rescore_fn,
-                                    class_names)[0]
+    params = params or InferenceParams()
+    use_rescore = rescore_fn if getattr(cfg, 'use_maskiou', False) else None
+    return detections_to_instances(_detect_one(output, params, batch_index),
+                                   output.proto[batch_index].to(torch.float32), image_size,
+                                   params.score_threshold, use_rescore, class_names)
 
 
-def postprocess_with_windows(output, cfg, image_size: tuple[int, int],
-                             params: InferenceParams | None = None, batch_index: int = 0,
-                             rescore_fn: RescoreFn | None = None,
-                             class_names: Sequence[str] = ()) -> tuple[Instances, torch.Tensor]:
-    """:func:`postprocess` plus a window per instance: CPU int64 ``[N, 4]`` (x0, y0, x1, y1), end
-    exclusive, holding every True pixel of its mask. ``rois_from_windows(instances.masks, windows)``
-    (:mod:`instseg_ros.core.ops.masks`) then gives the tight ROIs of ``encoding.masks_to_rois`` without
-    scanning the full frames.
+def postprocess_rois(output, cfg, image_size: tuple[int, int], params: InferenceParams | None = None,
+                     batch_index: int = 0, rescore_fn: RescoreFn | None = None) -> RoiDetections:
+    """:func:`postprocess` with masks as tight ROIs on the host (what a ROS message carries).
+
+    Same detections and mask pixels as ``postprocess`` followed by ``encoding.masks_to_rois``, but no
+    full-frame mask is built on the CPU (:func:`instseg_ros.core.ops.masks.paste_mask_rois`). Arguments as
+    :func:`postprocess`.
     """
     params = params or InferenceParams()
-
-    def as_f32(batched: torch.Tensor) -> torch.Tensor:
-        return batched[batch_index].to(torch.float32)
-
-    dets = detect(as_f32(output.loc), as_f32(output.conf), as_f32(output.coeffs),
-                  output.priors.to(torch.float32), params)
+    height, width = int(image_size[0]), int(image_size[1])
     use_rescore = rescore_fn if getattr(cfg, 'use_maskiou', False) else None
-    return _detections_to_instances(dets, as_f32(output.proto), image_size, params.score_threshold,
-                                    use_rescore, class_names)
+    dets, masks_soft = _soft_masks(_detect_one(output, params, batch_index),
+                                   output.proto[batch_index].to(torch.float32), params.score_threshold,
+                                   use_rescore)
+    boxes = boxes_rel_to_pixels(dets.boxes_xyxy, (height, width)).to(torch.float32)
+    return RoiDetections(boxes_xyxy=boxes.cpu().numpy().reshape(-1, 4),
+                         scores=dets.scores.to(torch.float32).cpu().numpy(),
+                         labels=dets.labels.to(torch.int64).cpu().numpy(),
+                         rois=paste_mask_rois(masks_soft, (height, width)))

@@ -17,11 +17,11 @@ from torch import nn
 
 from instseg_ros.core.checkpoint import load_model
 from instseg_ros.core.classes import COCO_CLASSES, load_class_names, sidecar_class_names
-from instseg_ros.core.postprocess import InferenceParams, postprocess
+from instseg_ros.core.postprocess import InferenceParams, RoiDetections, postprocess, postprocess_rois
 from instseg_ros.core.preprocess import preprocess
 from instseg_ros.core.structures import Instances
 
-__all__ = ['InferenceParams', 'Predictor', 'default_class_names', 'resolve_device']
+__all__ = ['InferenceParams', 'Predictor', 'RoiDetections', 'default_class_names', 'resolve_device']
 
 ClassNames = Sequence[str] | str | os.PathLike | None
 
@@ -125,6 +125,29 @@ class Predictor:
         if len(images) == 0:
             return []
         params = params or InferenceParams()
+        output, sizes, forwarded = self._forward(images, color_order)
+        results = [postprocess(output, self.cfg, size, params, batch_index=i, rescore_fn=self._rescore,
+                               class_names=self.class_names) for i, size in enumerate(sizes)]
+        self._stop_clock(forwarded)
+        return results
+
+    @torch.inference_mode()
+    def predict_rois(self, image: np.ndarray, color_order: str = 'bgr',
+                     params: InferenceParams | None = None) -> RoiDetections:
+        """Detections of one uint8 ``[H, W, 3]`` image on the host, masks as tight ROIs
+        (``postprocess_rois``: the masks of ``__call__`` without building full frames)."""
+        params = params or InferenceParams()
+        output, sizes, forwarded = self._forward([image], color_order)
+        result = postprocess_rois(output, self.cfg, sizes[0], params, rescore_fn=self._rescore)
+        self._stop_clock(forwarded)
+        return result
+
+    def _forward(self, images: Sequence[np.ndarray], color_order: str):
+        """Preprocess and forward; sets the 'preprocess' and 'forward' timings.
+
+        Returns:
+            (YolactOutput, source (height, width) per image, perf_counter time after the forward).
+        """
         start = time.perf_counter()
         batch, sizes = preprocess(list(images), self.cfg, self.device, color_order, self.dtype)
         self._sync()
@@ -132,15 +155,13 @@ class Predictor:
         output = self.model(batch)
         self._sync()
         forwarded = time.perf_counter()
-        rescore_fn = self._rescore if getattr(self.cfg, 'use_maskiou', False) else None
-        results = [postprocess(output, self.cfg, size, params, batch_index=i, rescore_fn=rescore_fn,
-                               class_names=self.class_names) for i, size in enumerate(sizes)]
-        self._sync()
-        done = time.perf_counter()
         self.last_timings_ms = {'preprocess': (preprocessed - start) * 1e3,
-                                'forward': (forwarded - preprocessed) * 1e3,
-                                'postprocess': (done - forwarded) * 1e3}
-        return results
+                                'forward': (forwarded - preprocessed) * 1e3}
+        return output, sizes, forwarded
+
+    def _stop_clock(self, forwarded: float) -> None:
+        self._sync()
+        self.last_timings_ms['postprocess'] = (time.perf_counter() - forwarded) * 1e3
 
     def warmup(self, image_size: tuple[int, int] = (480, 640), iterations: int = 1) -> None:
         """Run ``iterations`` predictions on a grey ``image_size`` (height, width) image (kernel selection,

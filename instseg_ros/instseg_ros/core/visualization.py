@@ -255,44 +255,63 @@ def box_marker_geometry(center_m: Sequence[float], size_m: Sequence[float]) -> n
     return corners[_BOX_EDGES.reshape(-1)]
 
 
-def cube_pose_scale(center_m: Sequence[float], size_m: Sequence[float],
+def cube_pose_scale(center_m: Sequence[float] | np.ndarray, size_m: Sequence[float] | np.ndarray,
                     min_thickness_m: float = 0.01) -> tuple[np.ndarray, np.ndarray]:
-    """Position and scale of a ``CUBE`` marker (identity orientation) for an axis-aligned box.
+    """Position and scale of ``CUBE`` markers (identity orientation) for axis-aligned boxes.
 
     Every scale component is at least ``min_thickness_m`` (default 1 cm) so flat or degenerate
-    objects stay visible. Returns ``(position float64 (3,), scale float64 (3,))``.
+    objects stay visible. ``center_m`` / ``size_m`` are (3,) or [N, 3]; returns
+    ``(position float64, scale float64)`` of the same shape.
     """
-    position = np.asarray(center_m, dtype=np.float64).reshape(3).copy()
-    size = np.abs(np.asarray(size_m, dtype=np.float64).reshape(3))
-    scale = np.maximum(size, float(min_thickness_m))
-    return position, scale
+    position = np.array(center_m, dtype=np.float64, copy=True)
+    size = np.abs(np.asarray(size_m, dtype=np.float64))
+    _check_xyz(position, size)
+    return position, np.maximum(size, float(min_thickness_m))
+
+
+def _check_xyz(*arrays: np.ndarray) -> None:
+    for array in arrays:
+        if array.shape[-1:] != (3,) or array.ndim > 2:
+            raise ValueError(f'expected (3,) or [N, 3] coordinates, got shape {array.shape}')
+
+
+def label_positions(center_m: Sequence[float] | np.ndarray, size_m: Sequence[float] | np.ndarray,
+                    margin_m: float = 0.05, up: Sequence[float] = (0.0, -1.0, 0.0)) -> np.ndarray:
+    """Where a ``TEXT_VIEW_FACING`` label goes: ``margin_m`` beyond the top of each box.
+
+    Args:
+        center_m, size_m: (3,) or [N, 3] box centres and full sizes in metres.
+        up: unit "up" direction of the frame. Default ``(0, -1, 0)``: in the camera optical
+            frame y points DOWN, so "above" means a SMALLER y. Pass ``(0, 0, 1)`` for a
+            z-up frame such as ``base_link``.
+
+    Returns:
+        float64, shape of ``center_m``: ``center + up * (|size . up| / 2 + margin_m)``.
+    """
+    center = np.asarray(center_m, dtype=np.float64)
+    size = np.abs(np.asarray(size_m, dtype=np.float64))
+    _check_xyz(center, size)
+    up_vec = np.asarray(up, dtype=np.float64).reshape(3)
+    norm = float(np.linalg.norm(up_vec))
+    if norm == 0.0:
+        raise ValueError('up must be a non-zero vector')
+    up_vec = up_vec / norm
+    half_extent = 0.5 * (size @ np.abs(up_vec))
+    return center + up_vec * (np.asarray(half_extent)[..., None] + float(margin_m))
 
 
 def text_label(name: str, score: float, center_m: Sequence[float],
                size_m: Sequence[float] = (0.0, 0.0, 0.0), margin_m: float = 0.05,
                up: Sequence[float] = (0.0, -1.0, 0.0),
                depth_text: str | None = None) -> tuple[str, np.ndarray]:
-    """Text and position of a ``TEXT_VIEW_FACING`` marker placed above a box.
+    """Text and position of a ``TEXT_VIEW_FACING`` marker placed above one box.
 
     Args:
         name, score: printed as ``'name 0.87'`` (plus ``depth_text`` when given).
-        center_m: (3,) box centre in metres.
-        size_m: (3,) full box size; the label goes ``margin_m`` beyond the box top.
-        up: unit "up" direction of the frame. Default ``(0, -1, 0)``: in the camera optical
-            frame y points DOWN, so "above" means a SMALLER y. Pass ``(0, 0, 1)`` for a
-            z-up frame such as ``base_link``.
+        center_m, size_m, margin_m, up: as :func:`label_positions`, for a (3,) box.
 
     Returns:
-        ``(text, position float64 (3,))`` with
-        ``position = center + up * (|size . up| / 2 + margin_m)``.
+        ``(text, position float64 (3,))``.
     """
-    center = np.asarray(center_m, dtype=np.float64).reshape(3)
-    size = np.abs(np.asarray(size_m, dtype=np.float64).reshape(3))
-    up_vec = np.asarray(up, dtype=np.float64).reshape(3)
-    norm = float(np.linalg.norm(up_vec))
-    if norm == 0.0:
-        raise ValueError('up must be a non-zero vector')
-    up_vec = up_vec / norm
-    half_extent = 0.5 * float(np.abs(up_vec) @ size)
-    position = center + up_vec * (half_extent + float(margin_m))
+    position = label_positions(np.reshape(center_m, 3), np.reshape(size_m, 3), margin_m, up)
     return label_text(name, score, depth_text), position

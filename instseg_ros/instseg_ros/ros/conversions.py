@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 import cv2
 import numpy as np
-from geometry_msgs.msg import Point, Vector3
 from instseg_msgs.msg import InstanceMask, InstanceMaskArray
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
@@ -252,25 +251,24 @@ def roi_to_msgs(header: Header, roi: Roi | None) -> tuple[RegionOfInterest, Imag
 
     ``None`` (empty mask) gives an all-zero ROI and a 0x0 mono8 image.
     """
-    if roi is None:
-        return RegionOfInterest(), Image(header=header, encoding='mono8')
-    x0, y0, crop = roi
-    height, width = crop.shape
-    region = RegionOfInterest(x_offset=int(x0), y_offset=int(y0), height=height, width=width,
-                              do_rectify=False)
-    mask = Image(header=header, height=height, width=width, encoding='mono8', is_bigendian=0,
-                 step=width)
-    mask.data = roi_to_mono8(crop).tobytes()
+    region, mask = RegionOfInterest(), Image()
+    _fill_roi(region, mask, header, roi)
     return region, mask
 
 
-def mask_rois_to_msgs(header: Header, rois: Sequence[Roi | None]) -> list[InstanceMask]:
-    """ROI crops -> ``InstanceMask`` messages with ``id`` (= index), ``roi`` and ``mask`` set."""
-    instances = []
-    for index, roi in enumerate(rois):
-        region, mask = roi_to_msgs(header, roi)
-        instances.append(InstanceMask(id=index, roi=region, mask=mask))
-    return instances
+def _fill_roi(region: RegionOfInterest, mask: Image, header: Header, roi: Roi | None) -> None:
+    """Write one ROI crop into default-constructed messages (see :func:`roi_to_msgs`); filling the
+    sub-messages a parent message already holds avoids constructing them twice."""
+    mask.header = header
+    mask.encoding = 'mono8'
+    if roi is None:
+        return
+    x0, y0, crop = roi
+    height, width = crop.shape
+    region.x_offset, region.y_offset = int(x0), int(y0)
+    region.height, region.width = height, width
+    mask.height, mask.width, mask.step = height, width, width
+    mask.data = roi_to_mono8(crop).tobytes()
 
 
 def _check_roi_inside(roi: Roi | None, height: int, width: int) -> None:
@@ -290,12 +288,9 @@ def _fill_instance3d(instance: InstanceMask, item: Any) -> None:
         return
     instance.has_position = bool(item.has_position)
     instance.num_points = int(item.num_points)
-    px, py, pz = (float(v) for v in _as_list(item.position_m))
-    cx, cy, cz = (float(v) for v in _as_list(item.box_center_m))
-    sx, sy, sz = (float(v) for v in _as_list(item.box_size_m))
-    instance.position = Point(x=px, y=py, z=pz)
-    instance.box_center = Point(x=cx, y=cy, z=cz)
-    instance.box_size = Vector3(x=sx, y=sy, z=sz)
+    for target, values in ((instance.position, item.position_m), (instance.box_center, item.box_center_m),
+                           (instance.box_size, item.box_size_m)):
+        target.x, target.y, target.z = (float(v) for v in _as_list(values))
 
 
 def instances_to_msg(header: Header, image_size: tuple[int, int],
@@ -329,11 +324,11 @@ def instances_to_msg(header: Header, image_size: tuple[int, int],
     for index, roi in enumerate(rois):
         _check_roi_inside(roi, height, width)
         label = int(labels[index])
-        region, mask = roi_to_msgs(header, roi)
         instance = InstanceMask(
             id=index, class_id=label,
             class_name=class_names[label] if 0 <= label < len(class_names) else str(label),
-            score=float(scores[index]), roi=region, mask=mask)
+            score=float(scores[index]))
+        _fill_roi(instance.roi, instance.mask, header, roi)
         if instance3d is not None:
             _fill_instance3d(instance, instance3d[index])
         instances.append(instance)

@@ -10,51 +10,85 @@ from typing import Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Duration
-from geometry_msgs.msg import Point
 from sensor_msgs.msg import PointCloud2, PointField
-from std_msgs.msg import ColorRGBA, Header
+from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from instseg_ros.core.pipeline import FrameResult
-from instseg_ros.core.visualization import class_color_rgb_float, cube_pose_scale, text_label
+from instseg_ros.core.visualization import (class_color_rgb_float, cube_pose_scale, label_positions,
+                                            label_text)
 
 #: Markers vanish after this long unless refreshed (a stopped node leaves no stale boxes).
 MARKER_LIFETIME = Duration(sec=1, nanosec=0)
+#: Height of the label text in metres.
+LABEL_HEIGHT_M = 0.05
+
+
+def _new_marker(namespace: str, marker_type: int) -> Marker:
+    marker = Marker(ns=namespace, type=marker_type, action=Marker.ADD,
+                    lifetime=Duration(sec=MARKER_LIFETIME.sec, nanosec=MARKER_LIFETIME.nanosec))
+    marker.pose.orientation.w = 1.0
+    return marker
+
+
+class MarkerBuilder:
+    """Builds the MarkerArray of each frame: one DELETEALL, then per instance with 3D a CUBE
+    (namespace 'boxes', alpha 0.4, class colour) and a TEXT label ('labels', white, 5 cm high)
+    with marker id = instance index. Instances without 3D get no marker (they are in /instances
+    and the overlay). Everything is in the header's frame.
+
+    Constructing rclpy messages dominates the cost (each Marker builds a dozen nested messages),
+    so the markers are created once and updated in place: a returned MarkerArray stays valid
+    until the next ``build`` call. Publish it before building the next one (``publish``
+    serialises synchronously); use :func:`result_to_markers` for an independent array.
+    """
+
+    def __init__(self) -> None:
+        self._delete_all = Marker(action=Marker.DELETEALL)
+        self._cubes: list[Marker] = []
+        self._labels: list[Marker] = []
+
+    def build(self, result: FrameResult, header: Header, class_names: Sequence[str]) -> MarkerArray:
+        self._delete_all.header = header
+        markers = [self._delete_all]
+        placed = [(i, inst) for i, inst in enumerate(result.instances_3d or []) if inst.has_position]
+        if not placed:
+            return MarkerArray(markers=markers)
+        centers = np.array([inst.box_center_m for _, inst in placed], dtype=np.float64).reshape(-1, 3)
+        sizes = np.array([inst.box_size_m for _, inst in placed], dtype=np.float64).reshape(-1, 3)
+        positions, scales = cube_pose_scale(centers, sizes)
+        text_positions = label_positions(centers, sizes)
+        while len(self._cubes) < len(placed):
+            self._cubes.append(_new_marker('boxes', Marker.CUBE))
+            label = _new_marker('labels', Marker.TEXT_VIEW_FACING)
+            label.color.r = label.color.g = label.color.b = label.color.a = 1.0
+            label.scale.z = LABEL_HEIGHT_M
+            self._labels.append(label)
+        for k, (i, _inst) in enumerate(placed):
+            class_id = int(result.labels[i])
+            name = class_names[class_id] if class_id < len(class_names) else str(class_id)
+            cube, label = self._cubes[k], self._labels[k]
+            cube.header = label.header = header
+            cube.id = label.id = i
+            color = cube.color
+            color.r, color.g, color.b = class_color_rgb_float(class_id)
+            color.a = 0.4
+            _set_xyz(cube.pose.position, positions[k])
+            _set_xyz(cube.scale, scales[k])
+            _set_xyz(label.pose.position, text_positions[k])
+            label.text = label_text(name, float(result.scores[i]))
+            markers += (cube, label)
+        return MarkerArray(markers=markers)
+
+
+def _set_xyz(target, values: np.ndarray) -> None:
+    target.x, target.y, target.z = values.tolist()
 
 
 def result_to_markers(result: FrameResult, header: Header,
                       class_names: Sequence[str]) -> MarkerArray:
-    """One DELETEALL, then per instance with 3D: a CUBE (namespace 'boxes') and a TEXT label
-    ('labels'); instances without 3D get no marker (they are in /instances and the overlay)."""
-    markers = MarkerArray()
-    markers.markers.append(Marker(header=header, action=Marker.DELETEALL))
-    if result.instances_3d is None:
-        return markers
-    for i, inst in enumerate(result.instances_3d):
-        if not inst.has_position:
-            continue
-        label = int(result.labels[i])
-        r, g, b = class_color_rgb_float(label)
-        name = class_names[label] if label < len(class_names) else str(label)
-        position, scale = cube_pose_scale(inst.box_center_m, inst.box_size_m)
-        cube = Marker(header=header, ns='boxes', id=i, type=Marker.CUBE, action=Marker.ADD,
-                      lifetime=MARKER_LIFETIME, color=ColorRGBA(r=r, g=g, b=b, a=0.4))
-        cube.pose.position = Point(x=float(position[0]), y=float(position[1]),
-                                   z=float(position[2]))
-        cube.pose.orientation.w = 1.0
-        cube.scale.x, cube.scale.y, cube.scale.z = (float(v) for v in scale)
-        text, text_position = text_label(name, float(result.scores[i]), inst.box_center_m,
-                                         inst.box_size_m)
-        label_marker = Marker(header=header, ns='labels', id=i, type=Marker.TEXT_VIEW_FACING,
-                              action=Marker.ADD, text=text, lifetime=MARKER_LIFETIME,
-                              color=ColorRGBA(r=1.0, g=1.0, b=1.0, a=1.0))
-        label_marker.pose.position = Point(x=float(text_position[0]),
-                                           y=float(text_position[1]),
-                                           z=float(text_position[2]))
-        label_marker.pose.orientation.w = 1.0
-        label_marker.scale.z = 0.05
-        markers.markers.extend((cube, label_marker))
-    return markers
+    """The markers of :class:`MarkerBuilder` as a new, independent MarkerArray."""
+    return MarkerBuilder().build(result, header, class_names)
 
 
 _CLOUD_DTYPE = np.dtype([('x', '<f4'), ('y', '<f4'), ('z', '<f4'), ('instance', '<u4'),

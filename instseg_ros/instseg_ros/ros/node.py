@@ -36,7 +36,7 @@ from instseg_ros.ros.conversions import (compressed_to_bgr8, image_to_bgr8, imag
                                          instances_to_msg, numpy_to_image)
 from instseg_ros.ros.diagnostics import build_diagnostics
 from instseg_ros.ros.entry import spin_node
-from instseg_ros.ros.markers import result_to_cloud, result_to_markers
+from instseg_ros.ros.markers import MarkerBuilder, result_to_cloud
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
 from instseg_ros.ros.params import (PARAMETERS, SPECS, NodeParams, descriptor, normalize_classes,
                                    validate_all)
@@ -66,6 +66,7 @@ class YolactNode(Node):
         self._counters = collections.Counter()
         self._bad_input_logged: dict[str, float] = {}
         self._slot = LatestSlot()
+        self._markers = MarkerBuilder()  # used by the worker thread only
         self._depth_lock = threading.Condition()
         self._depth_buffer: collections.deque = collections.deque(maxlen=DEPTH_BUFFER)
         self._camera_info: CameraInfo | None = None
@@ -249,7 +250,7 @@ class YolactNode(Node):
                                    depth_text=_depth_texts(result))
             self.pub_overlay.publish(numpy_to_image(overlay, 'bgr8', header))
         if params.publish_markers and self.pub_markers.get_subscription_count() > 0:
-            self.pub_markers.publish(result_to_markers(result, header, names))
+            self.pub_markers.publish(self._markers.build(result, header, names))
         if params.publish_label_image and self.pub_labels.get_subscription_count() > 0:
             labels = label_image(np.stack([paste_roi(x0, y0, crop, *result.image_size)
                                            for x0, y0, crop in result.rois])

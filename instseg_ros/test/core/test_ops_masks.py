@@ -13,7 +13,7 @@ from instseg_ros.core.ops.masks import (
     binarize_masks,
     crop_masks,
     masks_to_image,
-    masks_to_image_and_rois,
+    paste_mask_rois,
     paste_masks,
     rois_from_windows,
     upsample_masks,
@@ -232,10 +232,30 @@ def _same_rois(left, right) -> bool:
     return True
 
 
-@pytest.mark.parametrize('proto_hw,size_hw', RATIOS[:4])
-def test_rois_from_windows_equal_masks_to_rois(proto_hw, size_hw):
+@pytest.mark.parametrize('proto_hw,size_hw', RATIOS)
+def test_rois_equal_masks_to_rois_of_the_pasted_masks(proto_hw, size_hw):
+    """paste_mask_rois (window buffers, no full frame) and rois_from_windows give exactly the ROIs of
+    the full-frame masks."""
     crops = _random_crops(12, proto_hw, seed=11)
-    masks, rois = masks_to_image_and_rois(crops, size_hw)
-    assert torch.equal(masks, masks_to_image(crops, size_hw))
-    assert _same_rois(rois, masks_to_rois(masks))
-    assert rois[7] is None  # the crop outside the image is empty
+    masks = masks_to_image(crops, size_hw)
+    expected = masks_to_rois(masks)
+    assert _same_rois(paste_mask_rois(crops, size_hw), expected)
+    pasted = paste_masks(crops, size_hw)
+    assert _same_rois(rois_from_windows(pasted.masks, pasted.windows), expected)
+    assert expected[7] is None  # the crop outside the image is empty
+    assert sum(roi is not None for roi in expected) >= 8
+
+
+def test_paste_mask_rois_thresholds_and_fallbacks():
+    crops = _random_crops(6, (30, 40), seed=5)
+    for threshold in (0.0, 0.25, 0.9):
+        assert _same_rois(paste_mask_rois(crops, (90, 100), threshold),
+                          masks_to_rois(upsample_masks(crops, (90, 100)) > threshold))
+    # negative threshold and float64: the plain full-frame path, same contract
+    full = paste_mask_rois(crops, (9, 10), threshold=-0.1)
+    assert all(roi[:2] == (0, 0) and roi[2].shape == (9, 10) and roi[2].all() for roi in full)
+    as_f64 = crops.double()
+    assert _same_rois(paste_mask_rois(as_f64, (90, 100)), masks_to_rois(upsample_masks(as_f64, (90, 100)) > 0.5))
+    assert paste_mask_rois(torch.zeros(0, 20, 20), (50, 60)) == []
+    assert paste_mask_rois(torch.zeros(3, 20, 20), (50, 60)) == [None] * 3
+    assert paste_mask_rois(crops[:2], (0, 60)) == [None] * 2

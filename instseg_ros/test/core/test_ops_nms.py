@@ -1,9 +1,11 @@
 """Fast NMS semantics (reference fast_nms / cc_fast_nms) on hand-made boxes."""
 
+import pytest
 import torch
 from torchvision.ops import nms as greedy_nms
 
-from instseg_ros.core.ops.nms import fast_nms, fast_nms_class_agnostic
+from instseg_ros.core.ops.boxes import box_iou
+from instseg_ros.core.ops.nms import fast_nms, fast_nms_class_agnostic, fast_nms_indices
 
 # A-B and B-C overlap with IoU 80/120 = 2/3; A-C with IoU 60/140 = 3/7.
 BOX_A = [0.0, 0.0, 10.0, 10.0]
@@ -80,3 +82,58 @@ def test_empty_inputs():
         assert out.boxes_xyxy.shape == (0, 4) and out.coeffs.shape == (0, 5)
         assert out.labels.shape == (0,) and out.labels.dtype == torch.int64
         assert out.scores.shape == (0,)
+
+
+def _fast_nms_by_definition(boxes, scores, iou_threshold, top_k, max_detections):
+    """The reference algorithm written out: per class its top_k, full IoU matrix, suppression by any
+    higher-ranked box, global stable sort. Returns (prior index, label, score) triples."""
+    found = []
+    for label in range(scores.shape[0]):
+        order = scores[label].sort(descending=True, stable=True).indices[:top_k]
+        iou = box_iou(boxes[order], boxes[order]).tolist()
+        for rank, prior in enumerate(order.tolist()):
+            if max(iou[rank][:rank], default=0.0) <= iou_threshold:
+                found.append((prior, label, float(scores[label, prior])))
+    found.sort(key=lambda item: -item[2])  # stable: class-major, rank order on ties
+    return found[:max_detections]
+
+
+def _clustered_boxes(num, generator, spread, clusters):
+    """Boxes around ``clusters`` centres with per-cluster sizes, jittered by ``spread`` (relative units)."""
+    member = torch.randint(0, clusters, (num,), generator=generator)
+    centres = torch.rand(clusters, 2, generator=generator)[member] + spread * torch.randn(num, 2, generator=generator)
+    half = (0.02 + 0.1 * torch.rand(clusters, 2, generator=generator))[member]
+    half = half * (1 + spread * torch.randn(num, 2, generator=generator))
+    return torch.cat((centres - half, centres + half), dim=1)
+
+
+@pytest.mark.parametrize('seed,spread,clusters,top_k,max_detections', [
+    (0, 0.2, 40, 200, 20),    # scattered boxes: one round
+    (1, 0.02, 40, 200, 20),   # overlapping boxes, still one round
+    (2, 0.002, 6, 200, 20),   # 6 stacks of boxes, most suppressed: the ranks must grow
+    (3, 0.01, 40, 200, 100),  # many detections wanted: all top_k ranks at once
+    (4, 0.05, 40, 7, 5),      # top_k below the first round
+    (5, 0.02, 40, 150, 1)])
+def test_fast_nms_equals_its_definition(seed, spread, clusters, top_k, max_detections):
+    rounds = _check_against_definition(seed, spread, clusters, top_k, max_detections)
+    # boxes looked at per round (3 classes x ranks): max(32, 2 x max_detections) ranks, x4 while needed
+    assert rounds == {0: [120], 1: [120], 2: [120, 480, 600], 3: [600], 4: [21], 5: [96]}[seed]
+
+
+def _check_against_definition(seed, spread, clusters, top_k, max_detections):
+    generator = torch.Generator().manual_seed(seed)
+    boxes = _clustered_boxes(300, generator, spread, clusters)
+    scores = torch.rand(3, 300, generator=generator)
+    scores[1, :40] = 0.5  # ties
+    coeffs = torch.arange(300, dtype=torch.float32)[:, None]
+    expected = _fast_nms_by_definition(boxes, scores, 0.5, top_k, max_detections)
+    out = fast_nms(boxes, coeffs, scores, iou_threshold=0.5, top_k=top_k, max_detections=max_detections)
+    got = list(zip(out.coeffs[:, 0].long().tolist(), out.labels.tolist(), out.scores.tolist()))
+    # equal scores may come in any order (the reference's sort is not stable either)
+    assert sorted(got) == sorted(expected)
+    assert [s for _, _, s in got] == [s for _, _, s in expected]
+    looked_at = []
+    ranked = fast_nms_indices(scores, lambda index: looked_at.append(len(index)) or boxes[index], 0.5, top_k,
+                              max_detections)
+    assert ranked.indices.tolist() == out.coeffs[:, 0].long().tolist()
+    return looked_at

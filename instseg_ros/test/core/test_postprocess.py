@@ -6,23 +6,25 @@ C (.65, .65, .85, .85) disjoint from both. Logits are log-probabilities, so soft
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from instseg_ros.core.config import get_preset
 from instseg_ros.core.encoding import masks_to_rois
 from instseg_ros.core.model.yolact import YolactOutput
+from instseg_ros.core.ops.boxes import decode
 from instseg_ros.core.ops.masks import (
     assemble_masks,
     crop_masks,
-    rois_from_windows,
     upsample_masks,
 )
+from instseg_ros.core.ops.nms import fast_nms
 from instseg_ros.core.postprocess import (
     InferenceParams,
     detect,
     postprocess,
-    postprocess_with_windows,
+    postprocess_rois,
 )
 
 V1_CFG = get_preset('yolact_resnet50', num_classes=3)
@@ -163,26 +165,54 @@ def test_masks_equal_full_frame_reference(image_size):
     assert bool(inst.masks.any())
 
 
-def test_postprocess_with_windows_gives_the_rois():
-    out = _random_output(seed=4)
-    params = InferenceParams(score_threshold=0.2, max_detections=20)
-    inst, windows = postprocess_with_windows(out, V1_CFG, (96, 128), params)
-    plain = postprocess(out, V1_CFG, (96, 128), params)
-    assert torch.equal(inst.masks, plain.masks) and torch.equal(inst.scores, plain.scores)
-    assert windows.shape == (len(inst), 4) and windows.dtype == torch.int64
-    rois, expected = rois_from_windows(inst.masks, windows), masks_to_rois(inst.masks)
-    assert len(rois) == len(expected) == len(inst)
+def _assert_same_rois(rois, expected):
+    assert len(rois) == len(expected)
     for roi, ref in zip(rois, expected):
         assert (roi is None) == (ref is None)
         if roi is not None:
-            assert roi[:2] == ref[:2] and torch.equal(torch.from_numpy(roi[2]), torch.from_numpy(ref[2]))
-    # rescoring re-sorts: the windows follow the returned order
-    rescored, rescored_windows = postprocess_with_windows(_output(), PLUS_CFG, IMAGE_SIZE,
-                                                          InferenceParams(score_threshold=0.3),
-                                                          rescore_fn=_maskiou_by_area)
-    assert rescored.labels.tolist() == [1, 0]
-    # C's mask is the block rows/cols 4..7; its window adds the pixel sampling the zero neighbour
-    assert rescored_windows.tolist()[0] == [3, 3, 8, 8]
-    empty, empty_windows = postprocess_with_windows(_output(), V1_CFG, IMAGE_SIZE,
-                                                    InferenceParams(score_threshold=0.9))
-    assert len(empty) == 0 and empty_windows.shape == (0, 4)
+            assert roi[:2] == ref[:2] and np.array_equal(roi[2], ref[2]) and roi[2].flags['C_CONTIGUOUS']
+
+
+def test_postprocess_rois_equals_postprocess_then_masks_to_rois():
+    out = _random_output(seed=4)
+    params = InferenceParams(score_threshold=0.2, max_detections=20)
+    plain = postprocess(out, V1_CFG, (96, 128), params)
+    assert len(plain) > 5
+    dets = postprocess_rois(out, V1_CFG, (96, 128), params)
+    assert np.array_equal(dets.boxes_xyxy, plain.boxes_xyxy.numpy()) and dets.boxes_xyxy.dtype == np.float32
+    assert np.array_equal(dets.scores, plain.scores.numpy()) and dets.scores.dtype == np.float32
+    assert np.array_equal(dets.labels, plain.labels.numpy()) and dets.labels.dtype == np.int64
+    _assert_same_rois(dets.rois, masks_to_rois(plain.masks))
+    # rescoring re-sorts: the ROIs follow the returned order
+    rescored = postprocess_rois(_output(), PLUS_CFG, IMAGE_SIZE, InferenceParams(score_threshold=0.3),
+                                rescore_fn=_maskiou_by_area)
+    reference = postprocess(_output(), PLUS_CFG, IMAGE_SIZE, InferenceParams(score_threshold=0.3),
+                            rescore_fn=_maskiou_by_area)
+    assert rescored.labels.tolist() == reference.labels.tolist() == [1, 0]
+    _assert_same_rois(rescored.rois, masks_to_rois(reference.masks))
+    empty = postprocess_rois(_output(), V1_CFG, IMAGE_SIZE, InferenceParams(score_threshold=0.9))
+    assert empty.boxes_xyxy.shape == (0, 4) and empty.scores.shape == (0,) and empty.rois == []
+
+
+
+
+@pytest.mark.parametrize('conf_threshold,class_ids,top_k', [(0.05, None, 200), (0.5, None, 200),
+                                                            (0.3, (2, 0), 200), (0.4, None, 3)])
+def test_detect_equals_fast_nms_on_the_decoded_candidates(conf_threshold, class_ids, top_k):
+    """detect ranks all priors with non-candidates pushed below -1 and decodes lazily; the result is
+    the reference order of steps: candidate filter, decode, class rows, Fast NMS."""
+    out = _random_output(num_priors=600, seed=9)
+    params = InferenceParams(conf_threshold=conf_threshold, class_ids=class_ids, top_k=top_k,
+                             max_detections=30)
+    got = detect(out.loc[0], out.conf[0], out.coeffs[0], out.priors, params)
+    scores = torch.softmax(out.conf[0], dim=-1)[:, 1:].t()
+    keep = scores.max(dim=0).values > conf_threshold
+    rows = list(class_ids) if class_ids else list(range(scores.shape[0]))
+    expected = fast_nms(decode(out.loc[0][keep], out.priors[keep]), out.coeffs[0][keep],
+                        scores[:, keep][rows], iou_threshold=0.5, top_k=top_k, max_detections=30)
+    assert 0 < len(got.scores) == len(expected.scores)
+    assert int(keep.sum()) > top_k or conf_threshold == 0.5  # the top-k limit is exercised
+    assert got.labels.tolist() == [rows[i] for i in expected.labels.tolist()]
+    torch.testing.assert_close(got.scores, expected.scores, rtol=0, atol=1e-6)
+    torch.testing.assert_close(got.boxes_xyxy, expected.boxes_xyxy, rtol=0, atol=1e-6)
+    assert torch.equal(got.coeffs, expected.coeffs)

@@ -9,7 +9,9 @@ import torch
 from instseg_ros.core.checkpoint import save_checkpoint
 from instseg_ros.core.classes import COCO_CLASSES, load_class_names
 from instseg_ros.core.config import get_preset
+from instseg_ros.core.encoding import masks_to_rois
 from instseg_ros.core.model.yolact import Yolact, init_weights_
+from instseg_ros.core.pipeline import FramePipeline
 from instseg_ros.core.predictor import InferenceParams, Predictor, default_class_names, resolve_device
 
 # 4 classes incl. background, 128 px input: proto 32x32, fast on a 2-core CPU.
@@ -60,6 +62,31 @@ def test_batch_of_two_equals_two_single_calls(predictor):
     for from_batch, single in zip(batch, singles):
         _assert_same(from_batch, single)
     assert predictor.predict_batch([]) == []
+
+
+def test_predict_rois_equals_the_full_masks(predictor):
+    """predict_rois (no full frames) returns exactly __call__'s detections with the masks' tight ROIs,
+    and the FramePipeline keeps them (empty masks and those under min_mask_area dropped)."""
+    image = _images()[0]
+    full = predictor(image, params=ALL_PARAMS)
+    dets = predictor.predict_rois(image, params=ALL_PARAMS)
+    assert set(predictor.last_timings_ms) == {'preprocess', 'forward', 'postprocess'}
+    assert np.array_equal(dets.boxes_xyxy, full.boxes_xyxy.numpy())
+    assert np.array_equal(dets.scores, full.scores.numpy()) and np.array_equal(dets.labels, full.labels.numpy())
+    expected = masks_to_rois(full.masks)
+    assert len(dets.rois) == len(expected) == len(full) > 0
+    for roi, ref in zip(dets.rois, expected):
+        assert (roi is None) == (ref is None)
+        if roi is not None:
+            assert roi[:2] == ref[:2] and np.array_equal(roi[2], ref[2])
+    areas = [0 if roi is None else int(roi[2].sum()) for roi in expected]
+    min_area = sorted(areas)[len(areas) // 2]
+    result = FramePipeline(predictor).process(image, ALL_PARAMS, min_mask_area=min_area)
+    kept = [i for i, area in enumerate(areas) if area >= max(min_area, 1)]
+    assert 0 < len(result) == len(kept) < len(full)
+    assert np.array_equal(result.scores, full.scores.numpy()[kept])
+    assert [roi[:2] for roi in result.rois] == [expected[i][:2] for i in kept]
+    assert set(result.timings_ms) == {'preprocess', 'forward', 'postprocess', 'encode'}
 
 
 def test_rgb_color_order_matches_bgr(predictor):

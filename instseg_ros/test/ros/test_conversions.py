@@ -6,12 +6,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 from builtin_interfaces.msg import Time
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from instseg_ros.ros.conversions import (bgr8_to_compressed, compressed_to_bgr8, encoding_info,
                                          image_to_bgr8, image_to_numpy, instances_to_msg,
-                                         mask_rois_to_msgs, msg_to_masks, numpy_to_image)
+                                         msg_to_masks, numpy_to_image, roi_to_msgs)
 
 pytestmark = pytest.mark.ros
 
@@ -307,11 +307,17 @@ def test_msg_to_masks_round_trip():
     assert masks[2].sum() == 2 and masks[2][3, 0] and masks[2][4, 0]
 
 
-def test_mask_rois_to_msgs_sets_id_roi_mask():
-    instances = mask_rois_to_msgs(HEADER, ROIS)
+def test_roi_to_msgs_and_packed_instances_set_roi_and_mask():
+    region, mask = roi_to_msgs(HEADER, ROIS[2])
+    assert (region.x_offset, region.y_offset, region.width, region.height) == (0, 3, 1, 2)
+    assert (mask.width, mask.height, mask.step, mask.encoding) == (1, 2, 1, 'mono8')
+    assert bytes(mask.data) == b'\xff\xff' and mask.header == HEADER
+    empty_region, empty_mask = roi_to_msgs(HEADER, None)
+    assert empty_region == RegionOfInterest() and (empty_mask.width, empty_mask.height) == (0, 0)
+    assert empty_mask.encoding == 'mono8' and len(empty_mask.data) == 0
+    instances = instances_to_msg(HEADER, (5, 6), ROIS, [0.9, 0.5, 0.25], [0, 0, 0], ['a']).instances
     assert [i.id for i in instances] == [0, 1, 2]
-    assert (instances[2].roi.x_offset, instances[2].roi.y_offset) == (0, 3)
-    assert bytes(instances[2].mask.data) == b'\xff\xff'
+    assert instances[2].roi == region and instances[2].mask == mask
 
 
 def test_instances_to_msg_errors():

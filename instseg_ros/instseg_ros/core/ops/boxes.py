@@ -72,20 +72,20 @@ def box_iou_batched(boxes_a_xyxy: torch.Tensor, boxes_b_xyxy: torch.Tensor) -> t
     Returns:
         float ``[B, N, M]``. Pairs whose union is zero get IoU 0.
     """
-    # Coordinate by coordinate ([B, N, 1] against [B, 1, M]): the same arithmetic as on [..., 2]
-    # slices, but broadcasting over a last dimension of size 2 is several times slower on CPU.
-    ax1, ay1, ax2, ay2 = (c[:, :, None] for c in boxes_a_xyxy.unbind(-1))
-    bx1, by1, bx2, by2 = (c[:, None, :] for c in boxes_b_xyxy.unbind(-1))
-    inter_w = (torch.minimum(ax2, bx2) - torch.maximum(ax1, bx1)).clamp(min=0)
-    inter_h = (torch.minimum(ay2, by2) - torch.maximum(ay1, by1)).clamp(min=0)
-    inter = inter_w * inter_h
-    area_a = ((boxes_a_xyxy[..., 2] - boxes_a_xyxy[..., 0])
-              * (boxes_a_xyxy[..., 3] - boxes_a_xyxy[..., 1]))
-    area_b = ((boxes_b_xyxy[..., 2] - boxes_b_xyxy[..., 0])
-              * (boxes_b_xyxy[..., 3] - boxes_b_xyxy[..., 1]))
-    union = area_a[:, :, None] + area_b[:, None, :] - inter
-    return torch.where(union > 0, inter / union.clamp(min=torch.finfo(union.dtype).tiny),
-                       torch.zeros_like(inter))
+    # Coordinate by coordinate on contiguous [B, N] planes ([B, N, 1] against [B, 1, M]): the same
+    # arithmetic as on [..., 2] slices, but broadcasting over strided or size-2 dimensions is several
+    # times slower on the CPU. In-place steps avoid temporaries; the values are unchanged.
+    planes_a = boxes_a_xyxy.permute(2, 0, 1).contiguous()
+    planes_b = boxes_b_xyxy.permute(2, 0, 1).contiguous()
+    ax1, ay1, ax2, ay2 = (c[:, :, None] for c in planes_a)
+    bx1, by1, bx2, by2 = (c[:, None, :] for c in planes_b)
+    inter = torch.minimum(ax2, bx2).sub_(torch.maximum(ax1, bx1)).clamp_(min=0)
+    inter.mul_(torch.minimum(ay2, by2).sub_(torch.maximum(ay1, by1)).clamp_(min=0))
+    area_a = (planes_a[2] - planes_a[0]) * (planes_a[3] - planes_a[1])
+    area_b = (planes_b[2] - planes_b[0]) * (planes_b[3] - planes_b[1])
+    # union >= inter, so a zero union means a zero intersection: 0 / tiny = 0 (no NaN)
+    union = (area_a[:, :, None] + area_b[:, None, :]).sub_(inter)
+    return inter.div_(union.clamp_(min=torch.finfo(union.dtype).tiny))
 
 
 def box_iou(boxes_a_xyxy: torch.Tensor, boxes_b_xyxy: torch.Tensor) -> torch.Tensor:

@@ -31,10 +31,12 @@ def assemble_masks(proto: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
     Returns:
         float ``[N, Hp, Wp]`` = ``sigmoid(proto @ coeffs.T)`` moved to channels-first, values in (0, 1).
     """
-    height, width, _ = proto.shape
+    height, width, num_protos = proto.shape
     if coeffs.shape[0] == 0:
         return proto.new_zeros((0, height, width))
-    return torch.sigmoid(proto @ coeffs.to(proto.dtype).t()).permute(2, 0, 1).contiguous()
+    # coeffs @ proto^T gives the channels-first layout directly (same dot products, no transpose copy)
+    logits = coeffs.to(proto.dtype) @ proto.reshape(height * width, num_protos).t()
+    return torch.sigmoid_(logits).view(-1, height, width)
 
 
 def crop_masks(masks: torch.Tensor, boxes_xyxy_rel: torch.Tensor, padding: int = 1) -> torch.Tensor:
@@ -58,9 +60,9 @@ def crop_masks(masks: torch.Tensor, boxes_xyxy_rel: torch.Tensor, padding: int =
     y1, y2 = sanitize_coordinates(boxes[:, 1], boxes[:, 3], height, padding)
     cols = torch.arange(width, device=masks.device, dtype=masks.dtype)[None, None, :]
     rows = torch.arange(height, device=masks.device, dtype=masks.dtype)[None, :, None]
-    inside_x = (cols >= x1[:, None, None]) & (cols < x2[:, None, None])
-    inside_y = (rows >= y1[:, None, None]) & (rows < y2[:, None, None])
-    return masks * (inside_x & inside_y).to(masks.dtype)
+    inside_x = ((cols >= x1[:, None, None]) & (cols < x2[:, None, None])).to(masks.dtype)  # [N, 1, W]
+    inside_y = ((rows >= y1[:, None, None]) & (rows < y2[:, None, None])).to(masks.dtype)  # [N, H, 1]
+    return (masks * inside_x).mul_(inside_y)  # products with exact 0/1 factors: same as one 0/1 mask
 
 
 def upsample_masks(masks: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
@@ -178,26 +180,36 @@ def _lerp_numpy(first: np.ndarray, weight0: np.ndarray, second: np.ndarray,
 _FULL_FRAME_FRACTION = 0.5
 
 
+def _interpolate_window(masks: torch.Tensor, soft: np.ndarray, index: int, window: list[int],
+                        axis_x: _Axis, axis_y: _Axis, threshold: float) -> np.ndarray | None:
+    """bool ``[y1 - y0, x1 - x0]`` binarised upsampling of mask ``index`` inside ``window`` (x0, y0, x1, y1),
+    or None for an empty window. ``soft`` is the numpy view of the CPU float32 ``masks [N, Hp, Wp]``."""
+    x0, y0, x1, y1 = window
+    if x1 <= x0 or y1 <= y0:
+        return None
+    height, width = axis_y.index0.shape[0], axis_x.index0.shape[0]
+    if (x1 - x0) * (y1 - y0) > _FULL_FRAME_FRACTION * height * width:
+        full = upsample_masks(masks[index:index + 1], (height, width))[0]
+        return (full[y0:y1, x0:x1] > threshold).numpy()
+    row0, row1 = int(axis_y.index0[y0]), int(axis_y.index1[y1 - 1]) + 1
+    rows = soft[index, row0:row1]                                                  # [ph, Wp]
+    horizontal = _lerp_numpy(rows[:, axis_x.index0[x0:x1]], axis_x.weight0[x0:x1],
+                             rows[:, axis_x.index1[x0:x1]], axis_x.weight1[x0:x1])  # [ph, w]
+    values = _lerp_numpy(horizontal[axis_y.index0[y0:y1] - row0], axis_y.weight0[y0:y1, None],
+                         horizontal[axis_y.index1[y0:y1] - row0], axis_y.weight1[y0:y1, None])
+    return values > np.float32(threshold)
+
+
 def _paste_numpy(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, axis_x: _Axis,
                  axis_y: _Axis, threshold: float) -> None:
     """CPU: one instance at a time with numpy on its window (a few microseconds of overhead each)."""
     soft = masks.numpy()
     binary = out.numpy()  # shares memory with ``out``
-    threshold32 = np.float32(threshold)
-    height, width = binary.shape[1:]
-    for i, (x0, y0, x1, y1) in enumerate(windows.tolist()):
-        if x1 <= x0 or y1 <= y0:
-            continue
-        if (x1 - x0) * (y1 - y0) > _FULL_FRAME_FRACTION * height * width:
-            torch.gt(upsample_masks(masks[i:i + 1], (height, width))[0], threshold, out=out[i])
-            continue
-        row0, row1 = int(axis_y.index0[y0]), int(axis_y.index1[y1 - 1]) + 1
-        rows = soft[i, row0:row1]                                                  # [ph, Wp]
-        horizontal = _lerp_numpy(rows[:, axis_x.index0[x0:x1]], axis_x.weight0[x0:x1],
-                                 rows[:, axis_x.index1[x0:x1]], axis_x.weight1[x0:x1])  # [ph, w]
-        values = _lerp_numpy(horizontal[axis_y.index0[y0:y1] - row0], axis_y.weight0[y0:y1, None],
-                             horizontal[axis_y.index1[y0:y1] - row0], axis_y.weight1[y0:y1, None])
-        np.greater(values, threshold32, out=binary[i, y0:y1, x0:x1])
+    for i, window in enumerate(windows.tolist()):
+        values = _interpolate_window(masks, soft, i, window, axis_x, axis_y, threshold)
+        if values is not None:
+            x0, y0, x1, y1 = window
+            binary[i, y0:y1, x0:x1] = values
 
 
 def _lerp_torch(first: torch.Tensor, weight0: torch.Tensor, second: torch.Tensor,
@@ -296,9 +308,23 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
     return PastedMasks(out, torch.from_numpy(windows))
 
 
+def _tight_roi(window: np.ndarray, x0: int, y0: int) -> Roi | None:
+    """ROI ``(x0 + left, y0 + top, crop)`` of the True pixels of the bool numpy ``window`` whose top-left
+    pixel is frame pixel (x0, y0); None if it has none."""
+    if window.size == 0:
+        return None
+    as_u8 = window.view(np.uint8)
+    rows, cols = as_u8.max(axis=1), as_u8.max(axis=0)
+    if not rows.any():
+        return None
+    top, left = int(rows.argmax()), int(cols.argmax())
+    bottom, right = rows.size - int(rows[::-1].argmax()), cols.size - int(cols[::-1].argmax())
+    return (x0 + left, y0 + top, np.ascontiguousarray(window[top:bottom, left:right]))
+
+
 def rois_from_windows(masks: torch.Tensor, windows: torch.Tensor) -> list[Roi | None]:
     """Tight ROIs of bool ``[N, h, w]`` masks whose True pixels lie inside ``windows`` (as returned by
-    :func:`paste_masks`); only the windows are read.
+    :func:`paste_masks`); only the windows are read (and copied to the host).
 
     Returns:
         N entries, as ``instseg_ros.core.encoding.masks_to_rois``: ``(x0, y0, crop)`` with ``crop`` a
@@ -309,23 +335,39 @@ def rois_from_windows(masks: torch.Tensor, windows: torch.Tensor) -> list[Roi | 
     rois: list[Roi | None] = []
     for i, (x0, y0, x1, y1) in enumerate(windows.tolist()):
         window = frames[i, y0:y1, x0:x1]
-        window = window if on_cpu else window.cpu().numpy()
-        if window.size == 0:
-            rois.append(None)
-            continue
-        as_u8 = window.view(np.uint8)
-        rows, cols = as_u8.max(axis=1), as_u8.max(axis=0)
-        if not rows.any():
-            rois.append(None)
-            continue
-        top, left = int(rows.argmax()), int(cols.argmax())
-        bottom, right = rows.size - int(rows[::-1].argmax()), cols.size - int(cols[::-1].argmax())
-        rois.append((x0 + left, y0 + top, np.ascontiguousarray(window[top:bottom, left:right])))
+        rois.append(_tight_roi(window if on_cpu else window.cpu().numpy(), x0, y0))
     return rois
 
 
-def masks_to_image_and_rois(masks_soft: torch.Tensor, size_hw: tuple[int, int],
-                            threshold: float = 0.5) -> tuple[torch.Tensor, list[Roi | None]]:
-    """:func:`masks_to_image` plus the tight ROI of every mask (as ``encoding.masks_to_rois`` of it)."""
-    pasted = paste_masks(masks_soft, size_hw, threshold)
-    return pasted.masks, rois_from_windows(pasted.masks, pasted.windows)
+def paste_mask_rois(masks_soft: torch.Tensor, size_hw: tuple[int, int],
+                    threshold: float = 0.5) -> list[Roi | None]:
+    """Tight ROIs of :func:`paste_masks` without building full frames.
+
+    Equals ``rois_from_windows(*paste_masks(masks_soft, size_hw, threshold))`` (and so
+    ``encoding.masks_to_rois`` of the pasted masks). On the CPU (float32, ``threshold >= 0``) each
+    mask is interpolated into a buffer of its window only, so the cost follows the objects' size, not
+    N full frames; elsewhere the masks are pasted on their device and only the windows are copied.
+
+    Args:
+        masks_soft: float ``[N, Hp, Wp]`` cropped soft masks, any device.
+        size_hw: output (height, width).
+
+    Returns:
+        N entries ``(x0, y0, crop)`` (``crop`` C-contiguous bool numpy ``[rows, cols]``) or None.
+    """
+    height, width = int(size_hw[0]), int(size_hw[1])
+    if masks_soft.device.type != 'cpu' or masks_soft.dtype != torch.float32 or not threshold >= 0:
+        pasted = paste_masks(masks_soft, (height, width), threshold)
+        return rois_from_windows(pasted.masks, pasted.windows)
+    num, proto_h, proto_w = masks_soft.shape
+    if num == 0 or height == 0 or width == 0:
+        return [None] * num
+    masks = masks_soft.detach().contiguous()
+    axis_x, axis_y = _axis(proto_w, width), _axis(proto_h, height)
+    windows = _windows(_support_bounds(masks), axis_x, axis_y)
+    soft = masks.numpy()
+    rois: list[Roi | None] = []
+    for i, window in enumerate(windows.tolist()):
+        values = _interpolate_window(masks, soft, i, window, axis_x, axis_y, threshold)
+        rois.append(None if values is None else _tight_roi(values, window[0], window[1]))
+    return rois

@@ -7,6 +7,7 @@ dense tensor ops (no Python loop over boxes), on the device of the inputs.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
@@ -37,9 +38,76 @@ def _empty_result(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scores: torch.
                      scores=scores.new_zeros((0,)))
 
 
+BoxesFn = Callable[[torch.Tensor], torch.Tensor]
+
+#: candidates per class in the first round of :func:`fast_nms_indices` (at least 2 x max_detections)
+_FIRST_ROUND = 32
+
+
+class RankedDetections(NamedTuple):
+    """Result of :func:`fast_nms_indices`, sorted by descending score.
+
+    Attributes:
+        indices: int64 ``[N]`` column of ``scores`` (prior) of each detection.
+        labels: int64 ``[N]`` 0-based class (row of ``scores``).
+        scores: float ``[N]``.
+    """
+
+    indices: torch.Tensor
+    labels: torch.Tensor
+    scores: torch.Tensor
+
+
+def fast_nms_indices(scores: torch.Tensor, boxes_of: BoxesFn, iou_threshold: float = 0.5, top_k: int = 200,
+                     max_detections: int = 100) -> RankedDetections:
+    """Per-class Fast NMS on ``scores`` with boxes computed on demand.
+
+    Same result as ranking each class's ``top_k`` highest scores, suppressing every box whose IoU with
+    any higher-ranked box of its class exceeds ``iou_threshold`` and keeping the ``max_detections`` best
+    survivors (stable in class-major, rank order on equal scores). Whether a box survives depends only
+    on the boxes ranked above it, so the work is done for the first ``m`` ranks of every class and ``m``
+    grows (x4, up to ``top_k``) only while a box beyond rank ``m`` could still enter the result: the
+    ``max_detections``-th survivor must score strictly above every unprocessed box. With typical
+    outputs one small round (``m = max(32, 2 * max_detections)``) replaces a ``top_k x top_k`` IoU
+    matrix per class.
+
+    Args:
+        scores: float ``[C, P]``; row c = class c. Columns with negative scores in every class never
+            enter (mark non-candidates with -1) as long as ``top_k`` <= the number of candidates.
+        boxes_of: int64 ``[n]`` column indices -> float ``[n, 4]`` xyxy boxes.
+        iou_threshold: kept iff the max IoU with higher-ranked boxes of the class is ``<=`` this.
+        top_k: ranks considered per class; max_detections: detections kept overall.
+    """
+    num_classes, num_columns = scores.shape
+    top_k = min(int(top_k), num_columns)
+    empty = torch.zeros((0,), dtype=torch.int64, device=scores.device)
+    if num_classes == 0 or top_k <= 0 or max_detections <= 0:
+        return RankedDetections(empty, empty, scores.new_zeros((0,)))
+    ranks = min(top_k, max(_FIRST_ROUND, 2 * max_detections))
+    while True:
+        # top-k instead of a full sort: the same k highest scores in descending order (the reference's
+        # sort is not stable either, so exact ties may come in any order)
+        class_scores, order = scores.topk(ranks, dim=1, sorted=True)
+        class_boxes = boxes_of(order.reshape(-1)).view(num_classes, ranks, 4)
+        iou = box_iou_batched(class_boxes, class_boxes).triu_(diagonal=1)
+        keep = iou.amax(dim=1) <= iou_threshold
+        kept_scores = class_scores[keep]
+        if ranks == top_k:
+            break
+        if kept_scores.shape[0] >= max_detections:
+            worst_kept = kept_scores.topk(max_detections, sorted=False).values.min()
+            if bool(worst_kept > class_scores[:, -1].max()):
+                break
+        ranks = min(top_k, ranks * 4)
+    labels = torch.arange(num_classes, device=scores.device)[:, None].expand_as(keep)[keep]
+    kept_scores, ranking = kept_scores.sort(dim=0, descending=True, stable=True)
+    ranking = ranking[:max_detections]
+    return RankedDetections(order[keep][ranking], labels[ranking], kept_scores[:max_detections])
+
+
 def fast_nms(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scores: torch.Tensor,
              iou_threshold: float = 0.5, top_k: int = 200, max_detections: int = 100) -> NmsResult:
-    """Per-class Fast NMS.
+    """Per-class Fast NMS (:func:`fast_nms_indices` on given boxes).
 
     Args:
         boxes_xyxy: float ``[P, 4]`` candidate boxes.
@@ -53,24 +121,12 @@ def fast_nms(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scores: torch.Tenso
         :class:`NmsResult` with at most ``max_detections`` entries, sorted by descending score. There is
         no second score threshold: every (class, box) pair among the per-class top-k that survives is kept.
     """
-    num_candidates = boxes_xyxy.shape[0]
-    if num_candidates == 0 or scores.shape[0] == 0 or top_k <= 0 or max_detections <= 0:
+    if boxes_xyxy.shape[0] == 0 or scores.shape[0] == 0:
         return _empty_result(boxes_xyxy, coeffs, scores)
-    num_classes = scores.shape[0]
-    # top-k instead of a full sort: the same k highest scores in descending order (the reference's
-    # sort is not stable either, so exact ties may come in any order), at a fraction of the cost.
-    class_scores, order = scores.topk(min(top_k, num_candidates), dim=1, sorted=True)
-    class_boxes = boxes_xyxy[order.reshape(-1)].view(num_classes, -1, 4)
-    iou = box_iou_batched(class_boxes, class_boxes).triu_(diagonal=1)
-    iou_max = iou.max(dim=1).values
-    keep = iou_max <= iou_threshold
-    labels = torch.arange(num_classes, device=scores.device)[:, None].expand_as(keep)[keep]
-    kept_priors = order[keep]
-    kept_scores, ranking = class_scores[keep].sort(dim=0, descending=True, stable=True)
-    ranking = ranking[:max_detections]
-    kept_priors = kept_priors[ranking]
-    return NmsResult(boxes_xyxy=boxes_xyxy[kept_priors], coeffs=coeffs[kept_priors],
-                     labels=labels[ranking], scores=kept_scores[:max_detections])
+    ranked = fast_nms_indices(scores, lambda index: boxes_xyxy.index_select(0, index), iou_threshold, top_k,
+                              max_detections)
+    return NmsResult(boxes_xyxy=boxes_xyxy[ranked.indices], coeffs=coeffs[ranked.indices],
+                     labels=ranked.labels, scores=ranked.scores)
 
 
 def fast_nms_class_agnostic(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scores: torch.Tensor,
@@ -87,7 +143,7 @@ def fast_nms_class_agnostic(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scor
     order = best_scores.sort(dim=0, descending=True, stable=True).indices[:top_k]
     ranked_boxes = boxes_xyxy[order]
     iou = box_iou(ranked_boxes, ranked_boxes).triu_(diagonal=1)
-    keep = iou.max(dim=0).values <= iou_threshold
+    keep = iou.amax(dim=0) <= iou_threshold
     kept = order[keep][:max_detections]
     return NmsResult(boxes_xyxy=boxes_xyxy[kept], coeffs=coeffs[kept],
                      labels=best_labels[kept], scores=best_scores[kept])
