@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from instseg_ros.core.ops.boxes import boxes_rel_to_pixels, decode
-from instseg_ros.core.ops.masks import Roi, assemble_masks, crop_masks, paste_mask_rois, paste_masks
+from instseg_ros.core.ops.masks import Roi, cropped_soft_masks, paste_mask_rois, paste_masks
 from instseg_ros.core.ops.nms import NmsResult, fast_nms, fast_nms_class_agnostic, fast_nms_indices
 from instseg_ros.core.structures import Instances
 
@@ -144,19 +144,19 @@ def rescore_with_maskiou(dets: NmsResult, masks_soft: torch.Tensor, rescore_fn: 
 
 
 def _soft_masks(dets: NmsResult, proto: torch.Tensor, score_threshold: float,
-                rescore_fn: RescoreFn | None) -> tuple[NmsResult, torch.Tensor]:
+                rescore_fn: RescoreFn | None) -> tuple[NmsResult, torch.Tensor, np.ndarray | None]:
     """Score threshold, mask assembly and crop, optional maskiou rescoring.
 
     Returns:
-        (kept detections, their float ``[N, Hp, Wp]`` cropped soft masks), in output order.
+        (kept detections, their float ``[N, Hp, Wp]`` cropped soft masks, int64 ``[N, 4]`` blocks holding
+        each mask's non-zero values or None after rescoring), in output order.
     """
     dets = _select(dets, dets.scores > score_threshold)
-    if dets.scores.shape[0] == 0:
-        return dets, proto.new_zeros((0, *proto.shape[:2]))
-    masks_soft = crop_masks(assemble_masks(proto, dets.coeffs), dets.boxes_xyxy, padding=1)
-    if rescore_fn is not None:
+    masks_soft, blocks = cropped_soft_masks(proto, dets.coeffs, dets.boxes_xyxy, padding=1)
+    if rescore_fn is not None and dets.scores.shape[0] > 0:
         dets, masks_soft = rescore_with_maskiou(dets, masks_soft, rescore_fn, score_threshold)
-    return dets, masks_soft
+        blocks = None
+    return dets, masks_soft, blocks
 
 
 def detections_to_instances(dets: NmsResult, proto: torch.Tensor, image_size: tuple[int, int],
@@ -169,13 +169,14 @@ def detections_to_instances(dets: NmsResult, proto: torch.Tensor, image_size: tu
         image_size: source (height, width) in pixels.
     """
     height, width = int(image_size[0]), int(image_size[1])
-    dets, masks_soft = _soft_masks(dets, proto, score_threshold, rescore_fn)
+    dets, masks_soft, blocks = _soft_masks(dets, proto, score_threshold, rescore_fn)
     if dets.scores.shape[0] == 0:
         return Instances.empty((height, width), device=proto.device, class_names=class_names)
     return Instances(image_size=(height, width),
                      boxes_xyxy=boxes_rel_to_pixels(dets.boxes_xyxy, image_size).to(torch.float32),
                      scores=dets.scores.to(torch.float32), labels=dets.labels.to(torch.int64),
-                     masks=paste_masks(masks_soft, (height, width)).masks, class_names=class_names)
+                     masks=paste_masks(masks_soft, (height, width), support=blocks).masks,
+                     class_names=class_names)
 
 
 class RoiDetections(NamedTuple):
@@ -237,11 +238,11 @@ def postprocess_rois(output, cfg, image_size: tuple[int, int], params: Inference
     params = params or InferenceParams()
     height, width = int(image_size[0]), int(image_size[1])
     use_rescore = rescore_fn if getattr(cfg, 'use_maskiou', False) else None
-    dets, masks_soft = _soft_masks(_detect_one(output, params, batch_index),
-                                   output.proto[batch_index].to(torch.float32), params.score_threshold,
-                                   use_rescore)
+    dets, masks_soft, blocks = _soft_masks(_detect_one(output, params, batch_index),
+                                           output.proto[batch_index].to(torch.float32),
+                                           params.score_threshold, use_rescore)
     boxes = boxes_rel_to_pixels(dets.boxes_xyxy, (height, width)).to(torch.float32)
     return RoiDetections(boxes_xyxy=boxes.cpu().numpy().reshape(-1, 4),
                          scores=dets.scores.to(torch.float32).cpu().numpy(),
                          labels=dets.labels.to(torch.int64).cpu().numpy(),
-                         rois=paste_mask_rois(masks_soft, (height, width)))
+                         rois=paste_mask_rois(masks_soft, (height, width), support=blocks))

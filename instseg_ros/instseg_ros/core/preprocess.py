@@ -1,14 +1,17 @@
 """Image preprocessing of YOLACT (reference ``FastBaseTransform``), on the model's device.
 
 uint8 HWC image -> upload as uint8 -> float -> square bilinear stretch to ``max_size`` (align_corners=False,
-no antialias) -> normalise -> RGB NCHW. Resizing and normalising act per channel, so converting to RGB
+no antialias) -> normalise -> RGB NCHW. On the CPU, sizes for which OpenCV's resize is provably bit-identical
+(:func:`exact_with_cv2`) use it instead. Resizing and normalising act per channel, so converting to RGB
 first (as done here) is numerically identical to the reference's normalise-then-swap order.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -43,6 +46,33 @@ def _upload_float(image: np.ndarray, device: torch.device | str) -> torch.Tensor
     channels-last view (converted while still HWC-contiguous: the fast path for F.interpolate)."""
     image_u8 = torch.from_numpy(np.ascontiguousarray(image)).to(device)
     return image_u8.to(torch.float32).permute(2, 0, 1)[None]
+
+
+#: largest q for which an axis ratio p / 2**q takes the exact path (see :func:`exact_with_cv2`)
+_EXACT_RATIO_BITS = 5
+
+
+def _dyadic(in_size: int, out_size: int) -> bool:
+    ratio = Fraction(int(in_size), int(out_size))
+    return ratio.denominator <= 2 ** _EXACT_RATIO_BITS and ratio.denominator & (ratio.denominator - 1) == 0
+
+
+def exact_with_cv2(in_hw: tuple[int, int], out_hw: tuple[int, int]) -> bool:
+    """Whether ``cv2.resize(INTER_LINEAR)`` of a uint8-valued float image equals ``F.interpolate``
+    (bilinear, ``align_corners=False``) bit for bit, so the CPU can use it (several times faster).
+
+    True when each axis ratio in/out is p / 2**q with q <= 5 (e.g. 640x480 or 1280x720 to 320): both
+    libraries then compute the same source indices and weights, every weight is a multiple of
+    2**-(q + 1), and every product and sum of the interpolation of 8-bit values fits the float32
+    mantissa (at most 8 + 6 + 6 + 2 bits), so no step rounds and the order of operations cannot matter.
+    """
+    return _dyadic(in_hw[0], out_hw[0]) and _dyadic(in_hw[1], out_hw[1])
+
+
+def _resize_cv2(image: np.ndarray, size: int) -> torch.Tensor:
+    """uint8 ``[H, W, 3]`` -> float32 ``[1, 3, size, size]`` (contiguous, the image's channel order)."""
+    resized = cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
+    return torch.from_numpy(resized).permute(2, 0, 1)[None].contiguous()
 
 
 def normalize(images_rgb: torch.Tensor, normalization: str) -> torch.Tensor:
@@ -82,8 +112,11 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], cfg, device: torch.dev
     resized = []
     for image in image_list:
         _check_image(image)
-        resized.append(F.interpolate(_upload_float(image, device), size=(size, size),
-                                     mode='bilinear', align_corners=False, antialias=False))
+        if torch.device(device).type == 'cpu' and exact_with_cv2(image.shape[:2], (size, size)):
+            resized.append(_resize_cv2(image, size))
+        else:
+            resized.append(F.interpolate(_upload_float(image, device), size=(size, size),
+                                         mode='bilinear', align_corners=False, antialias=False))
     if color_order not in COLOR_ORDERS:
         raise ValueError(f'color_order must be one of {COLOR_ORDERS}, got {color_order!r}')
     batch = torch.cat(resized, dim=0)

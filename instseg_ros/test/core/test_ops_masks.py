@@ -12,6 +12,7 @@ from instseg_ros.core.ops.masks import (
     assemble_masks,
     binarize_masks,
     crop_masks,
+    cropped_soft_masks,
     masks_to_image,
     paste_mask_rois,
     paste_masks,
@@ -181,6 +182,29 @@ def test_paste_masks_bit_exact_near_the_threshold(proto_hw, size_hw):
         assert torch.equal(paste_masks(crops, size_hw, method=method).masks, reference)
 
 
+def test_values_near_the_threshold_are_recomputed_as_the_kernel_does(monkeypatch):
+    """The matrix-product values decide every pixel except those within the band around the
+    threshold (few for ordinary masks, all for a field within ulps of 0.5) and non-finite ones, which
+    are recomputed exactly; the masks are the kernel's either way."""
+    from instseg_ros.core.ops import masks as masks_module
+    recomputed = []
+    exact = masks_module._kernel_values
+    monkeypatch.setattr(masks_module, '_kernel_values',
+                        lambda soft, rows, cols, *axes: recomputed.append(len(rows)) or exact(soft, rows, cols, *axes))
+    crops = _random_crops(12, (96, 96), seed=2)
+    assert torch.equal(paste_masks(crops, (480, 640)).masks, upsample_masks(crops, (480, 640)) > 0.5)
+    assert sum(recomputed) < 20  # pixels, of ~10^6 in the windows
+    near = 0.5 + (torch.rand(2, 30, 40, generator=torch.Generator().manual_seed(1)) - 0.5) * 4e-7
+    recomputed.clear()
+    assert torch.equal(paste_masks(near, (90, 100)).masks, upsample_masks(near, (90, 100)) > 0.5)
+    assert recomputed == [90 * 100, 90 * 100]
+    with_nan = crops[:2].clone()
+    with_nan[1, 40, 40] = float('nan')
+    recomputed.clear()
+    assert torch.equal(paste_masks(with_nan, (480, 640)).masks, upsample_masks(with_nan, (480, 640)) > 0.5)
+    assert sum(recomputed) > 1000  # the NaN spreads through the products of its rows and columns
+
+
 def test_paste_masks_other_thresholds_and_fallbacks():
     crops = _random_crops(6, (30, 40), seed=3)
     for threshold in (0.0, 0.25, 0.9):
@@ -259,3 +283,25 @@ def test_paste_mask_rois_thresholds_and_fallbacks():
     assert paste_mask_rois(torch.zeros(0, 20, 20), (50, 60)) == []
     assert paste_mask_rois(torch.zeros(3, 20, 20), (50, 60)) == [None] * 3
     assert paste_mask_rois(crops[:2], (0, 60)) == [None] * 2
+
+
+def test_cropped_soft_masks_equal_assemble_then_crop():
+    generator = torch.Generator().manual_seed(3)
+    proto = torch.randn(23, 31, 8, generator=generator)
+    coeffs = torch.randn(5, 8, generator=generator)
+    boxes = torch.tensor([[0.1, 0.2, 0.5, 0.6], [0.0, 0.0, 1.0, 1.0], [0.7, 0.9, 0.2, 0.3],  # swapped
+                          [2.0, 2.0, 3.0, 3.0], [0.33, 0.41, 0.33, 0.41]])  # outside; zero size
+    masks, blocks = cropped_soft_masks(proto, coeffs, boxes, padding=1)
+    reference = crop_masks(assemble_masks(proto, coeffs), boxes, padding=1)
+    assert masks.shape == reference.shape
+    torch.testing.assert_close(masks, reference, rtol=0, atol=1e-6)
+    assert torch.equal(masks == 0, reference == 0)  # the same pixels are cropped away
+    assert blocks.dtype == np.int64 and blocks[3].tolist() == [0, 0, 0, 0]
+    for mask, (c0, r0, c1, r1) in zip(masks, blocks.tolist()):
+        inside = torch.zeros_like(mask, dtype=torch.bool)
+        inside[r0:r1, c0:c1] = True
+        assert not bool(mask[~inside].any()) and bool((mask[inside] > 0).all())
+    # x in [0.1 * 31 - 1, 0.5 * 31 + 1) = [2.1, 16.5) -> columns 3..16; y in [3.6, 14.8) -> rows 4..14
+    assert blocks[0].tolist() == [3, 4, 17, 15]
+    empty_masks, empty_blocks = cropped_soft_masks(proto, coeffs[:0], boxes[:0])
+    assert empty_masks.shape == (0, 23, 31) and empty_blocks.shape == (0, 4)

@@ -1,14 +1,16 @@
 """Preprocessing: normalisation constants, channel order, square bilinear stretch, errors."""
 
 from dataclasses import replace
+from types import SimpleNamespace
 
 import cv2
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from instseg_ros.core.config import get_preset
-from instseg_ros.core.preprocess import preprocess
+from instseg_ros.core.preprocess import exact_with_cv2, preprocess
 
 RESNET_CFG = replace(get_preset('yolact_resnet50'), max_size=8)
 DARKNET_CFG = replace(get_preset('yolact_darknet53'), max_size=4)
@@ -75,3 +77,26 @@ def test_invalid_inputs():
         preprocess(_constant_bgr(), RESNET_CFG, color_order='hsv')
     with pytest.raises(ValueError):
         preprocess([], RESNET_CFG)
+
+
+def test_exact_cv2_condition():
+    assert exact_with_cv2((480, 640), (320, 320)) and exact_with_cv2((720, 1280), (320, 320))
+    assert exact_with_cv2((1080, 1920), (320, 320)) and exact_with_cv2((240, 320), (320, 320))
+    assert not exact_with_cv2((480, 640), (550, 550))   # 64/55
+    assert not exact_with_cv2((480, 848), (320, 320))   # 53/20
+    assert not exact_with_cv2((480, 640), (320 * 64, 320 * 64))  # 2**-6: beyond the exact range
+
+
+@pytest.mark.parametrize('height,width,size', [(480, 640, 320), (720, 1280, 320), (1080, 1920, 320),
+                                               (240, 320, 320), (600, 800, 320), (96, 200, 64),
+                                               (47, 61, 32), (480, 640, 550)])
+def test_cpu_resize_equals_f_interpolate_bit_for_bit(height, width, size):
+    """The CPU fast path (cv2 where exact_with_cv2 holds) gives exactly the reference's
+    F.interpolate(float image) result, for noise images that use every pixel value."""
+    image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    cfg = SimpleNamespace(max_size=size, normalization='darknet')
+    batch, _ = preprocess(image, cfg, 'cpu', color_order='rgb')
+    reference = F.interpolate(torch.from_numpy(image).float().permute(2, 0, 1)[None], size=(size, size),
+                              mode='bilinear', align_corners=False) / 255.0
+    assert batch.is_contiguous()
+    assert torch.equal(batch, reference)

@@ -65,6 +65,45 @@ def crop_masks(masks: torch.Tensor, boxes_xyxy_rel: torch.Tensor, padding: int =
     return (masks * inside_x).mul_(inside_y)  # products with exact 0/1 factors: same as one 0/1 mask
 
 
+def cropped_soft_masks(proto: torch.Tensor, coeffs: torch.Tensor, boxes_xyxy_rel: torch.Tensor,
+                       padding: int = 1) -> tuple[torch.Tensor, np.ndarray]:
+    """``crop_masks(assemble_masks(proto, coeffs), boxes_xyxy_rel, padding)`` and where each crop lies.
+
+    On the CPU the sigmoid of ``proto @ coeffs`` is computed only inside each instance's kept block
+    (a fraction of the prototype grid for object-sized boxes); elsewhere (GPU) all at once. The values
+    are the same dot products, equal to the all-at-once ones up to float rounding.
+
+    Args:
+        proto: float ``[Hp, Wp, K]``; coeffs: float ``[N, K]``; boxes_xyxy_rel: float ``[N, 4]`` relative.
+
+    Returns:
+        (float ``[N, Hp, Wp]`` cropped soft masks, int64 ``[N, 4]`` host array ``(c0, r0, c1, r1)`` (end
+        exclusive) of the kept block of each mask, zeros for an empty crop). All non-zero values lie
+        inside the blocks.
+    """
+    height, width, _ = proto.shape
+    num = coeffs.shape[0]
+    if num == 0:
+        return proto.new_zeros((0, height, width)), np.zeros((0, 4), dtype=np.int64)
+    boxes = boxes_xyxy_rel.to(proto.dtype)
+    x1, x2 = sanitize_coordinates(boxes[:, 0], boxes[:, 2], width, padding)
+    y1, y2 = sanitize_coordinates(boxes[:, 1], boxes[:, 3], height, padding)
+    # integer columns c with x1 <= c < x2 are c0 = ceil(x1) .. ceil(x2) - 1 (same for rows)
+    blocks = torch.stack((x1, y1, x2, y2), dim=1).ceil().to(torch.int64).cpu().numpy()
+    empty = (blocks[:, 2] <= blocks[:, 0]) | (blocks[:, 3] <= blocks[:, 1])
+    blocks[empty] = 0
+    if proto.device.type != 'cpu':
+        return crop_masks(assemble_masks(proto, coeffs), boxes_xyxy_rel, padding), blocks
+    masks = proto.new_zeros((num, height, width))
+    # numpy for the many small products (several times less call overhead than torch's on strided views)
+    proto_np, coeffs_np, masks_np = proto.numpy(), coeffs.to(proto.dtype).numpy(), masks.numpy()
+    for i, (c0, r0, c1, r1) in enumerate(blocks.tolist()):
+        if c1 > c0:
+            logits = proto_np[r0:r1, c0:c1] @ coeffs_np[i]  # [rows, cols]
+            masks_np[i, r0:r1, c0:c1] = torch.sigmoid(torch.from_numpy(logits)).numpy()
+    return masks, blocks
+
+
 def upsample_masks(masks: torch.Tensor, size_hw: tuple[int, int]) -> torch.Tensor:
     """Bilinear resize (``align_corners=False``, no antialias) of float ``[N, H, W]`` masks to
     ``size_hw`` = (height, width) -> float ``[N, height, width]``."""
@@ -113,6 +152,7 @@ class _Axis(NamedTuple):
     index1: np.ndarray   # int64 [out], index0 or index0 + 1
     weight0: np.ndarray  # float64 [out] holding float32 values (its product with a float32 is exact)
     weight1: np.ndarray  # float32 [out]
+    matrix: np.ndarray   # float32 [in, out]: column u holds weight0 at row index0, weight1 at index1
 
 
 @lru_cache(maxsize=64)
@@ -136,9 +176,13 @@ def _axis(in_size: int, out_size: int) -> _Axis:
         weight1 = np.clip(real - index0.astype(f32), f32(0), f32(1))
     index1 = np.where(index0 < in_size - 1, index0 + 1, index0)
     weight0 = (f32(1) - weight1).astype(np.float64)
-    for array in (index0, index1, weight0, weight1):
+    matrix = np.zeros((in_size, out_size), dtype=f32)
+    columns = np.arange(out_size)
+    np.add.at(matrix, (index0, columns), weight0.astype(f32))
+    np.add.at(matrix, (index1, columns), weight1)
+    for array in (index0, index1, weight0, weight1, matrix):
         array.setflags(write=False)
-    return _Axis(index0, index1, weight0, weight1)
+    return _Axis(index0, index1, weight0, weight1, matrix)
 
 
 def _support_bounds(masks: torch.Tensor) -> np.ndarray:
@@ -175,29 +219,48 @@ def _lerp_numpy(first: np.ndarray, weight0: np.ndarray, second: np.ndarray,
     return total.astype(np.float32)
 
 
-#: windows covering more than this fraction of the frame are interpolated by ``F.interpolate`` (faster per
-#: pixel than the exact float64 emulation; same kernel, same values)
-_FULL_FRAME_FRACTION = 0.5
+#: |value - threshold| at or below this is recomputed exactly: the matrix products differ from the
+#: kernel by at most ~12 float32 unit roundoffs (7e-7) for values in [0, 1]
+_AMBIGUOUS_BAND = 2e-6
 
 
-def _interpolate_window(masks: torch.Tensor, soft: np.ndarray, index: int, window: list[int],
-                        axis_x: _Axis, axis_y: _Axis, threshold: float) -> np.ndarray | None:
+def _interpolate_window(soft: np.ndarray, index: int, window: list[int], axis_x: _Axis, axis_y: _Axis,
+                        threshold: float) -> np.ndarray | None:
     """bool ``[y1 - y0, x1 - x0]`` binarised upsampling of mask ``index`` inside ``window`` (x0, y0, x1, y1),
-    or None for an empty window. ``soft`` is the numpy view of the CPU float32 ``masks [N, Hp, Wp]``."""
+    or None for an empty window. ``soft`` is float32 ``[N, Hp, Wp]`` (numpy).
+
+    Two small matrix products with the axes' weight matrices give every value to within a few float32
+    ulps of the kernel's; the few values within ``_AMBIGUOUS_BAND`` of the threshold (and non-finite
+    ones) are recomputed exactly (:func:`_kernel_values`), so the result is the kernel's.
+    """
     x0, y0, x1, y1 = window
     if x1 <= x0 or y1 <= y0:
         return None
-    height, width = axis_y.index0.shape[0], axis_x.index0.shape[0]
-    if (x1 - x0) * (y1 - y0) > _FULL_FRAME_FRACTION * height * width:
-        full = upsample_masks(masks[index:index + 1], (height, width))[0]
-        return (full[y0:y1, x0:x1] > threshold).numpy()
     row0, row1 = int(axis_y.index0[y0]), int(axis_y.index1[y1 - 1]) + 1
-    rows = soft[index, row0:row1]                                                  # [ph, Wp]
-    horizontal = _lerp_numpy(rows[:, axis_x.index0[x0:x1]], axis_x.weight0[x0:x1],
-                             rows[:, axis_x.index1[x0:x1]], axis_x.weight1[x0:x1])  # [ph, w]
-    values = _lerp_numpy(horizontal[axis_y.index0[y0:y1] - row0], axis_y.weight0[y0:y1, None],
-                         horizontal[axis_y.index1[y0:y1] - row0], axis_y.weight1[y0:y1, None])
-    return values > np.float32(threshold)
+    col0, col1 = int(axis_x.index0[x0]), int(axis_x.index1[x1 - 1]) + 1
+    horizontal = soft[index, row0:row1, col0:col1] @ axis_x.matrix[col0:col1, x0:x1]  # [ph, w]
+    values = axis_y.matrix[row0:row1, y0:y1].T @ horizontal                          # [h, w]
+    values -= np.float32(threshold)
+    certain = np.abs(values) > _AMBIGUOUS_BAND  # False for NaN
+    binary = values > 0
+    if not certain.all():
+        rows, cols = np.nonzero(~certain)
+        binary[rows, cols] = _kernel_values(soft[index], rows + y0, cols + x0, axis_x, axis_y) > np.float32(
+            threshold)
+    return binary
+
+
+def _kernel_values(soft: np.ndarray, rows: np.ndarray, cols: np.ndarray, axis_x: _Axis,
+                   axis_y: _Axis) -> np.ndarray:
+    """float32 ``[n]`` interpolated values of output pixels (rows, cols) of one float32 ``[Hp, Wp]`` mask,
+    computed as the kernel does: along x on the two source rows, then along y (float64 emulation of
+    its fused multiply-adds)."""
+    top, bottom = axis_y.index0[rows], axis_y.index1[rows]
+    left, right = axis_x.index0[cols], axis_x.index1[cols]
+    weight_left, weight_right = axis_x.weight0[cols], axis_x.weight1[cols]
+    upper = _lerp_numpy(soft[top, left], weight_left, soft[top, right], weight_right)
+    lower = _lerp_numpy(soft[bottom, left], weight_left, soft[bottom, right], weight_right)
+    return _lerp_numpy(upper, axis_y.weight0[rows], lower, axis_y.weight1[rows])
 
 
 def _paste_numpy(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, axis_x: _Axis,
@@ -206,7 +269,7 @@ def _paste_numpy(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, ax
     soft = masks.numpy()
     binary = out.numpy()  # shares memory with ``out``
     for i, window in enumerate(windows.tolist()):
-        values = _interpolate_window(masks, soft, i, window, axis_x, axis_y, threshold)
+        values = _interpolate_window(soft, i, window, axis_x, axis_y, threshold)
         if values is not None:
             x0, y0, x1, y1 = window
             binary[i, y0:y1, x0:x1] = values
@@ -262,7 +325,7 @@ def _paste_batched(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, 
 
 
 def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: float = 0.5,
-                method: str = 'auto') -> PastedMasks:
+                method: str = 'auto', support: np.ndarray | None = None) -> PastedMasks:
     """Binarised bilinear upsampling of cropped soft masks, computed only where it can be non-zero.
 
     Equals ``upsample_masks(masks_soft, size_hw) > threshold`` (PyTorch's bilinear kernel,
@@ -278,6 +341,8 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
         method: ``'loop'`` (CPU only: per instance with numpy, cheapest there), ``'batched'`` (any device:
             all instances at once, padded to the largest window; fewest kernel launches) or ``'auto'``
             (loop on CPU, batched elsewhere).
+        support: optional int64 ``[N, 4]`` ``(c0, r0, c1, r1)`` blocks holding every non-zero value (e.g.
+            from :func:`cropped_soft_masks`); found by scanning the masks when None.
 
     Returns:
         :class:`PastedMasks` (bool masks on the input device, CPU int64 windows).
@@ -298,7 +363,7 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
         return PastedMasks(out, torch.zeros((num, 4), dtype=torch.int64))
     masks = masks_soft.detach().contiguous()
     axis_x, axis_y = _axis(proto_w, width), _axis(proto_h, height)
-    windows = _windows(_support_bounds(masks), axis_x, axis_y)
+    windows = _windows(_support_bounds(masks) if support is None else support, axis_x, axis_y)
     if method == 'auto':
         method = 'loop' if masks.device.type == 'cpu' else 'batched'
     if method == 'loop' and masks.device.type != 'cpu':
@@ -339,8 +404,8 @@ def rois_from_windows(masks: torch.Tensor, windows: torch.Tensor) -> list[Roi | 
     return rois
 
 
-def paste_mask_rois(masks_soft: torch.Tensor, size_hw: tuple[int, int],
-                    threshold: float = 0.5) -> list[Roi | None]:
+def paste_mask_rois(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: float = 0.5,
+                    support: np.ndarray | None = None) -> list[Roi | None]:
     """Tight ROIs of :func:`paste_masks` without building full frames.
 
     Equals ``rois_from_windows(*paste_masks(masks_soft, size_hw, threshold))`` (and so
@@ -351,23 +416,24 @@ def paste_mask_rois(masks_soft: torch.Tensor, size_hw: tuple[int, int],
     Args:
         masks_soft: float ``[N, Hp, Wp]`` cropped soft masks, any device.
         size_hw: output (height, width).
+        support: optional blocks holding every non-zero value, as for :func:`paste_masks`.
 
     Returns:
         N entries ``(x0, y0, crop)`` (``crop`` C-contiguous bool numpy ``[rows, cols]``) or None.
     """
     height, width = int(size_hw[0]), int(size_hw[1])
     if masks_soft.device.type != 'cpu' or masks_soft.dtype != torch.float32 or not threshold >= 0:
-        pasted = paste_masks(masks_soft, (height, width), threshold)
+        pasted = paste_masks(masks_soft, (height, width), threshold, support=support)
         return rois_from_windows(pasted.masks, pasted.windows)
     num, proto_h, proto_w = masks_soft.shape
     if num == 0 or height == 0 or width == 0:
         return [None] * num
     masks = masks_soft.detach().contiguous()
     axis_x, axis_y = _axis(proto_w, width), _axis(proto_h, height)
-    windows = _windows(_support_bounds(masks), axis_x, axis_y)
+    windows = _windows(_support_bounds(masks) if support is None else support, axis_x, axis_y)
     soft = masks.numpy()
     rois: list[Roi | None] = []
     for i, window in enumerate(windows.tolist()):
-        values = _interpolate_window(masks, soft, i, window, axis_x, axis_y, threshold)
+        values = _interpolate_window(soft, i, window, axis_x, axis_y, threshold)
         rois.append(None if values is None else _tight_roi(values, window[0], window[1]))
     return rois
