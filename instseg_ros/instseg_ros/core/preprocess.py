@@ -69,10 +69,23 @@ def exact_with_cv2(in_hw: tuple[int, int], out_hw: tuple[int, int]) -> bool:
     return _dyadic(in_hw[0], out_hw[0]) and _dyadic(in_hw[1], out_hw[1])
 
 
-def _resize_cv2(image: np.ndarray, size: int) -> torch.Tensor:
-    """uint8 ``[H, W, 3]`` -> float32 ``[1, 3, size, size]`` (contiguous, the image's channel order)."""
+def _input_cv2(image: np.ndarray, size: int, color_order: str, normalization: str) -> torch.Tensor:
+    """CPU path where :func:`exact_with_cv2` holds: uint8 ``[H, W, 3]`` -> normalised RGB float32
+    ``[1, 3, size, size]`` (contiguous), all steps on the small HWC image in numpy with the same
+    float32 operations as :func:`normalize`."""
     resized = cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
-    return torch.from_numpy(resized).permute(2, 0, 1)[None].contiguous()
+    planes = np.empty((3, size, size), dtype=np.float32)
+    sources = (2, 1, 0) if color_order == 'bgr' else (0, 1, 2)
+    means_rgb, stds_rgb = MEANS_BGR[::-1], STD_BGR[::-1]
+    for channel, source in enumerate(sources):  # scalar operations on planes (no size-3 broadcasting)
+        plane = planes[channel]
+        plane[...] = resized[:, :, source]
+        if normalization == 'darknet':
+            plane /= np.float32(255.0)
+        else:
+            plane -= np.float32(means_rgb[channel])
+            plane /= np.float32(stds_rgb[channel])
+    return torch.from_numpy(planes)[None]
 
 
 def normalize(images_rgb: torch.Tensor, normalization: str) -> torch.Tensor:
@@ -109,18 +122,20 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], cfg, device: torch.dev
     if not image_list:
         raise ValueError('no images given')
     size = int(cfg.max_size)
-    resized = []
+    if color_order not in COLOR_ORDERS:
+        raise ValueError(f'color_order must be one of {COLOR_ORDERS}, got {color_order!r}')
+    if cfg.normalization not in NORMALIZATIONS:
+        raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got {cfg.normalization!r}')
+    inputs = []
     for image in image_list:
         _check_image(image)
         if torch.device(device).type == 'cpu' and exact_with_cv2(image.shape[:2], (size, size)):
-            resized.append(_resize_cv2(image, size))
-        else:
-            resized.append(F.interpolate(_upload_float(image, device), size=(size, size),
-                                         mode='bilinear', align_corners=False, antialias=False))
-    if color_order not in COLOR_ORDERS:
-        raise ValueError(f'color_order must be one of {COLOR_ORDERS}, got {color_order!r}')
-    batch = torch.cat(resized, dim=0)
-    if color_order == 'bgr':
-        batch = batch.flip(1)  # per-channel resize commutes with the channel swap: swap the small image
-    batch = normalize(batch, cfg.normalization)
+            inputs.append(_input_cv2(image, size, color_order, cfg.normalization))
+            continue
+        resized = F.interpolate(_upload_float(image, device), size=(size, size), mode='bilinear',
+                                align_corners=False, antialias=False)
+        if color_order == 'bgr':
+            resized = resized.flip(1)  # per-channel resize commutes with the channel swap
+        inputs.append(normalize(resized, cfg.normalization))
+    batch = inputs[0] if len(inputs) == 1 else torch.cat(inputs, dim=0)
     return batch.to(dtype), [(int(im.shape[0]), int(im.shape[1])) for im in image_list]

@@ -73,40 +73,40 @@ def class_color_rgb_float(class_id: int) -> tuple[float, float, float]:
 # 2-D overlay
 # ----------------------------------------------------------------------------------------------
 
-@lru_cache(maxsize=512)
-def _blend_lut(color_bgr: tuple[int, int, int], alpha: float) -> np.ndarray:
-    """uint8 ``[256, 1, 3]`` table: entry ``[p, 0, c]`` = ``round((1 - alpha) * p + alpha * color[c])``.
+def _clip_roi(roi: Roi, height: int, width: int) -> tuple[int, int, int, int, np.ndarray] | None:
+    """``(fx0, fy0, fx1, fy1, crop part inside the frame)`` of an ROI, or None when it lies outside."""
+    x0, y0, crop = int(roi[0]), int(roi[1]), roi[2]
+    fx0, fy0 = max(x0, 0), max(y0, 0)
+    fx1, fy1 = min(x0 + crop.shape[1], width), min(y0 + crop.shape[0], height)
+    if fx1 <= fx0 or fy1 <= fy0:
+        return None
+    return fx0, fy0, fx1, fy1, crop[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0]
 
-    Blending with a lookup table is exact (float64 maths, half-to-even rounding) and much faster
-    than arithmetic on every pixel. The table is read-only (it is cached).
-    """
-    values = np.arange(256, dtype=np.float64)[:, None] * (1.0 - alpha)
-    values = values + alpha * np.asarray(color_bgr, dtype=np.float64)[None, :]
-    lut = np.clip(np.rint(values), 0, 255).astype(np.uint8).reshape(256, 1, 3)
-    lut.flags.writeable = False
-    return lut
+
+@lru_cache(maxsize=512)
+def _blend_matrix(color_bgr: tuple[int, int, int], alpha: float) -> np.ndarray:
+    """float64 ``[3, 4]`` affine map of ``cv2.transform``: channel c -> ``(1 - alpha) * p + alpha * color[c]``
+    (read-only; cached)."""
+    matrix = np.zeros((3, 4), dtype=np.float64)
+    matrix[[0, 1, 2], [0, 1, 2]] = 1.0 - alpha
+    matrix[:, 3] = alpha * np.asarray(color_bgr, dtype=np.float64)
+    matrix.flags.writeable = False
+    return matrix
 
 
 def _blend_roi(out: np.ndarray, roi: Roi, color_bgr: tuple[int, int, int], alpha: float) -> None:
-    """Blend ``color_bgr`` into uint8 ``out [H, W, 3]`` in place, only where the ROI crop is True.
-
-    Pixel value: ``round((1 - alpha) * pixel + alpha * color)``. Work is proportional to the crop
-    size; the parts of the crop outside the frame are ignored.
+    """Blend ``color_bgr`` into uint8 ``out [H, W, 3]`` in place where the ROI crop is True:
+    ``(1 - alpha) * pixel + alpha * color``, rounded by OpenCV (float32 arithmetic, so within 1 of
+    the exactly rounded value). Work is proportional to the crop; parts outside the frame are ignored.
     """
-    x0, y0, crop = int(roi[0]), int(roi[1]), roi[2]
-    height, width = out.shape[:2]
-    h, w = crop.shape[:2]
-    # Clip the crop rectangle to the frame.
-    fx0, fy0 = max(x0, 0), max(y0, 0)
-    fx1, fy1 = min(x0 + w, width), min(y0 + h, height)
-    if fx1 <= fx0 or fy1 <= fy0:
+    part = _clip_roi(roi, out.shape[0], out.shape[1])
+    if part is None:
         return
-    sub_mask = np.ascontiguousarray(crop[fy0 - y0:fy1 - y0, fx0 - x0:fx1 - x0])
-    sub_mask = sub_mask.view(np.uint8) if sub_mask.dtype == np.bool_ else (sub_mask != 0).view(np.uint8)
-    region = out[fy0:fy1, fx0:fx1].copy()  # contiguous, so OpenCV writes into it in place
-    blended = cv2.LUT(region, _blend_lut(color_bgr, alpha))
-    cv2.copyTo(blended, sub_mask, region)
-    out[fy0:fy1, fx0:fx1] = region
+    fx0, fy0, fx1, fy1, crop = part
+    region = out[fy0:fy1, fx0:fx1]  # rows are contiguous: OpenCV writes into this view in place
+    blended = cv2.transform(region, _blend_matrix(color_bgr, alpha))  # per channel: a * p + b
+    mask = crop if crop.dtype == np.bool_ else crop != 0
+    cv2.copyTo(blended, mask.view(np.uint8), region)
 
 
 def _text_color(color_bgr: tuple[int, int, int]) -> tuple[int, int, int]:
@@ -182,7 +182,8 @@ def draw_overlay(image_bgr: np.ndarray,
         scores: float ``[N]`` confidences, printed with two decimals.
         class_names: names of the classes (an out-of-range label prints as its number).
         alpha: mask opacity; inside a mask a pixel becomes
-            ``round((1 - alpha) * pixel + alpha * class_color)``.
+            ``round((1 - alpha) * pixel + alpha * class_color)`` (OpenCV's float32 arithmetic: within 1
+            of the exact value); masks are blended in order, so overlaps are blended twice.
         draw_boxes / draw_labels / draw_masks: toggle each layer.
         font_scale, line_thickness: OpenCV text scale and box line thickness in pixels.
         depth_text: optional per-instance extra text (e.g. ``'1.52 m'``), ``None`` to omit.

@@ -257,11 +257,17 @@ def roi_to_msgs(header: Header, roi: Roi | None) -> tuple[RegionOfInterest, Imag
 
 
 def _fill_roi(region: RegionOfInterest, mask: Image, header: Header, roi: Roi | None) -> None:
-    """Write one ROI crop into default-constructed messages (see :func:`roi_to_msgs`); filling the
-    sub-messages a parent message already holds avoids constructing them twice."""
+    """Write one ROI crop into ``region`` and ``mask`` (see :func:`roi_to_msgs`), setting every field
+    so that messages can be reused; filling the sub-messages a parent message already holds avoids
+    constructing them twice."""
     mask.header = header
     mask.encoding = 'mono8'
+    mask.is_bigendian = 0
+    region.do_rectify = False
     if roi is None:
+        region.x_offset = region.y_offset = region.height = region.width = 0
+        mask.height = mask.width = mask.step = 0
+        mask.data = b''
         return
     x0, y0, crop = roi
     height, width = crop.shape
@@ -283,20 +289,23 @@ def _check_roi_inside(roi: Roi | None, height: int, width: int) -> None:
 
 def _fill_instance3d(instance: InstanceMask, item: Any) -> None:
     """Copy duck-typed 3D fields (has_position, position_m, box_center_m, box_size_m,
-    num_points) into ``instance``; ``None`` leaves has_position false."""
+    num_points) into ``instance``; ``None`` gives has_position false and zeros."""
+    targets = (instance.position, instance.box_center, instance.box_size)
     if item is None:
+        instance.has_position, instance.num_points = False, 0
+        for target in targets:
+            target.x = target.y = target.z = 0.0
         return
     instance.has_position = bool(item.has_position)
     instance.num_points = int(item.num_points)
-    for target, values in ((instance.position, item.position_m), (instance.box_center, item.box_center_m),
-                           (instance.box_size, item.box_size_m)):
+    for target, values in zip(targets, (item.position_m, item.box_center_m, item.box_size_m)):
         target.x, target.y, target.z = (float(v) for v in _as_list(values))
 
 
 def instances_to_msg(header: Header, image_size: tuple[int, int],
                      rois: Sequence[Roi | None], scores: Any, labels: Any,
-                     class_names: Sequence[str], instance3d: Sequence[Any] | None = None
-                     ) -> InstanceMaskArray:
+                     class_names: Sequence[str], instance3d: Sequence[Any] | None = None,
+                     reuse: list[InstanceMask] | None = None) -> InstanceMaskArray:
     """Build an ``InstanceMaskArray`` for one source image.
 
     Args:
@@ -309,6 +318,9 @@ def instances_to_msg(header: Header, image_size: tuple[int, int],
         class_names: names indexed by label.
         instance3d: None, or N items (None or objects with has_position, position_m,
             box_center_m, box_size_m (3 floats each), num_points).
+        reuse: optional pool of InstanceMask messages to overwrite (grown as needed) instead of
+            constructing new ones, which is most of the cost; the returned message then shares them
+            and is valid until the pool is used again (see :class:`InstancesPacker`).
 
     Raises:
         ValueError: lengths differ or an ROI lies outside the image.
@@ -320,19 +332,34 @@ def instances_to_msg(header: Header, image_size: tuple[int, int],
             instance3d is not None and len(instance3d) != count):
         raise ValueError(f'{count} rois but {len(scores)} scores, {len(labels)} labels, '
                          f'{"no" if instance3d is None else len(instance3d)} 3D items')
-    instances = []
-    for index, roi in enumerate(rois):
+    for roi in rois:
         _check_roi_inside(roi, height, width)
+    pool = [] if reuse is None else reuse
+    while len(pool) < count:
+        pool.append(InstanceMask())
+    instances = pool[:count]
+    for index, (instance, roi) in enumerate(zip(instances, rois)):
         label = int(labels[index])
-        instance = InstanceMask(
-            id=index, class_id=label,
-            class_name=class_names[label] if 0 <= label < len(class_names) else str(label),
-            score=float(scores[index]))
+        instance.id, instance.class_id = index, label
+        instance.class_name = class_names[label] if 0 <= label < len(class_names) else str(label)
+        instance.score = float(scores[index])
         _fill_roi(instance.roi, instance.mask, header, roi)
-        if instance3d is not None:
-            _fill_instance3d(instance, instance3d[index])
-        instances.append(instance)
+        _fill_instance3d(instance, None if instance3d is None else instance3d[index])
     return InstanceMaskArray(header=header, height=height, width=width, instances=instances)
+
+
+class InstancesPacker:
+    """:func:`instances_to_msg` reusing its InstanceMask messages from one call to the next (for a
+    publisher: ``publish`` serialises synchronously, so the next call may overwrite them)."""
+
+    def __init__(self) -> None:
+        self._pool: list[InstanceMask] = []
+
+    def pack(self, header: Header, image_size: tuple[int, int], rois: Sequence[Roi | None], scores: Any,
+             labels: Any, class_names: Sequence[str],
+             instance3d: Sequence[Any] | None = None) -> InstanceMaskArray:
+        return instances_to_msg(header, image_size, rois, scores, labels, class_names, instance3d,
+                                reuse=self._pool)
 
 
 def msg_to_masks(msg: InstanceMaskArray) -> np.ndarray:

@@ -33,7 +33,7 @@ from instseg_ros.core.stats import RateMeter, RunningStats
 from instseg_ros.core.visualization import draw_overlay
 from instseg_ros.ros import qos
 from instseg_ros.ros.conversions import (compressed_to_bgr8, image_to_bgr8, image_to_numpy,
-                                         instances_to_msg, numpy_to_image)
+                                         InstancesPacker, numpy_to_image)
 from instseg_ros.ros.diagnostics import build_diagnostics
 from instseg_ros.ros.entry import spin_node
 from instseg_ros.ros.markers import MarkerBuilder, result_to_cloud
@@ -66,7 +66,8 @@ class YolactNode(Node):
         self._counters = collections.Counter()
         self._bad_input_logged: dict[str, float] = {}
         self._slot = LatestSlot()
-        self._markers = MarkerBuilder()  # used by the worker thread only
+        self._markers = MarkerBuilder()  # both reuse their messages; worker thread only
+        self._packer = InstancesPacker()
         self._depth_lock = threading.Condition()
         self._depth_buffer: collections.deque = collections.deque(maxlen=DEPTH_BUFFER)
         self._camera_info: CameraInfo | None = None
@@ -238,7 +239,7 @@ class YolactNode(Node):
     # ----------------------------------------------------------------------------- outputs
     def _publish(self, result: FrameResult, header, image_bgr, params: NodeParams) -> None:
         names = self.pipeline.class_names
-        self.pub_instances.publish(instances_to_msg(
+        self.pub_instances.publish(self._packer.pack(
             header, result.image_size, result.rois, result.scores, result.labels, names,
             result.instances_3d))
         if params.publish_overlay and self.pub_overlay.get_subscription_count() > 0:

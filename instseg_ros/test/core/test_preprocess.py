@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from instseg_ros.core.config import get_preset
-from instseg_ros.core.preprocess import exact_with_cv2, preprocess
+from instseg_ros.core.preprocess import exact_with_cv2, normalize, preprocess
 
 RESNET_CFG = replace(get_preset('yolact_resnet50'), max_size=8)
 DARKNET_CFG = replace(get_preset('yolact_darknet53'), max_size=4)
@@ -90,13 +90,16 @@ def test_exact_cv2_condition():
 @pytest.mark.parametrize('height,width,size', [(480, 640, 320), (720, 1280, 320), (1080, 1920, 320),
                                                (240, 320, 320), (600, 800, 320), (96, 200, 64),
                                                (47, 61, 32), (480, 640, 550)])
-def test_cpu_resize_equals_f_interpolate_bit_for_bit(height, width, size):
-    """The CPU fast path (cv2 where exact_with_cv2 holds) gives exactly the reference's
-    F.interpolate(float image) result, for noise images that use every pixel value."""
+def test_cpu_input_equals_the_reference_steps_bit_for_bit(height, width, size):
+    """The CPU fast path (cv2 and numpy where exact_with_cv2 holds) gives exactly the reference's
+    F.interpolate(float image) -> normalise -> RGB, for noise images that use every pixel value."""
     image = np.random.default_rng(height + width).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    cfg = SimpleNamespace(max_size=size, normalization='darknet')
-    batch, _ = preprocess(image, cfg, 'cpu', color_order='rgb')
     reference = F.interpolate(torch.from_numpy(image).float().permute(2, 0, 1)[None], size=(size, size),
-                              mode='bilinear', align_corners=False) / 255.0
-    assert batch.is_contiguous()
-    assert torch.equal(batch, reference)
+                              mode='bilinear', align_corners=False)
+    for normalization in ('darknet', 'resnet'):
+        cfg = SimpleNamespace(max_size=size, normalization=normalization)
+        for color_order in ('rgb', 'bgr'):
+            batch, _ = preprocess(image, cfg, 'cpu', color_order=color_order)
+            expected = normalize(reference if color_order == 'rgb' else reference.flip(1), normalization)
+            assert batch.is_contiguous() and batch.shape == (1, 3, size, size)
+            assert torch.equal(batch, expected)

@@ -97,6 +97,34 @@ def test_overlay_alpha_value_concrete():
     assert changed.tolist() == [[12, 12]]
 
 
+def test_masks_blend_in_order_within_one_of_exact():
+    """Noise image, two overlapping masks: every covered pixel is within 1 of the exactly rounded
+    blend (mostly equal); the overlap is the second colour blended over the first blend."""
+    image = np.random.default_rng(4).integers(0, 256, (60, 80, 3), dtype=np.uint8)
+    first = np.zeros((20, 30), dtype=bool)
+    first[2:18, 3:27] = True
+    second = np.ones((25, 25), dtype=bool)
+    rois = [(10, 10, first), (30, 20, second)]  # first covers x 13..36, y 12..27; second x 30..54, y 20..44
+    alpha = 0.45
+    out = draw_overlay(image, rois, np.zeros((2, 4)), np.array([1, 2]), np.array([0.9, 0.8]), NAMES,
+                       alpha=alpha, draw_boxes=False, draw_labels=False)
+
+    def blend(pixels, label):
+        return np.rint((1 - alpha) * pixels.astype(np.float64)
+                       + alpha * np.asarray(class_color(label), dtype=np.float64))
+    in_first, in_second = np.zeros((60, 80), bool), np.zeros((60, 80), bool)
+    in_first[12:28, 13:37] = True
+    in_second[20:45, 30:55] = True
+    only_first, only_second, both = in_first & ~in_second, in_second & ~in_first, in_first & in_second
+    for where, expected in ((only_first, blend(image, 1)), (only_second, blend(image, 2))):
+        assert np.abs(out[where] - expected[where]).max() <= 1
+        assert np.mean(out[where] == expected[where]) > 0.95
+    twice = blend(blend(image, 1), 2)
+    assert both.sum() == 56 and np.abs(out[both] - twice[both]).max() <= 2
+    untouched = ~(in_first | in_second)
+    assert np.array_equal(out[untouched], image[untouched])
+
+
 def test_draw_masks_false_leaves_mask_interior_unchanged():
     image, rois, boxes, labels, scores = _single_scene()
     out = draw_overlay(image, rois, boxes, labels, scores, NAMES, draw_masks=False)

@@ -10,7 +10,7 @@ from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
 from instseg_ros.ros.conversions import (bgr8_to_compressed, compressed_to_bgr8, encoding_info,
-                                         image_to_bgr8, image_to_numpy, instances_to_msg,
+                                         InstancesPacker, image_to_bgr8, image_to_numpy, instances_to_msg,
                                          msg_to_masks, numpy_to_image, roi_to_msgs)
 
 pytestmark = pytest.mark.ros
@@ -325,3 +325,20 @@ def test_instances_to_msg_errors():
         instances_to_msg(HEADER, (5, 6), ROIS, [0.9, 0.5], [0, 0, 0], ['a'])
     with pytest.raises(ValueError, match='outside the 6x4 image'):
         instances_to_msg(HEADER, (4, 6), ROIS, [0.9, 0.5, 0.1], [0, 0, 0], ['a'])
+
+
+def test_instances_packer_reuses_messages_and_resets_every_field():
+    item3d = SimpleNamespace(has_position=True, position_m=(0.1, -0.2, 1.5), box_center_m=(0.1, -0.2, 1.5),
+                             box_size_m=(0.3, 0.2, 0.1), num_points=42)
+    packer = InstancesPacker()
+    first = packer.pack(HEADER, (5, 6), ROIS, [0.9, 0.5, 0.25], [0, 1, 0], ['a', 'b'], [item3d] * 3)
+    kept = first.instances[0]
+    second = packer.pack(Header(frame_id='other'), (5, 6), [None, ROIS[0]], [0.4, 0.3], [1, 0],
+                         ['a', 'b'], None)
+    assert second.instances[0] is kept  # reused, every field rewritten
+    fresh = instances_to_msg(Header(frame_id='other'), (5, 6), [None, ROIS[0]], [0.4, 0.3], [1, 0],
+                             ['a', 'b'])
+    assert second == fresh
+    assert not kept.has_position and kept.num_points == 0 and kept.position.z == 0.0
+    assert (kept.roi.width, kept.mask.height, len(kept.mask.data)) == (0, 0, 0)
+    assert kept.mask.header.frame_id == 'other' and kept.class_name == 'b'
