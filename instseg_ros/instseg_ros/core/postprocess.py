@@ -113,8 +113,8 @@ def detect(loc: torch.Tensor, conf_logits: torch.Tensor, coeffs: torch.Tensor, p
             lambda index: decode(loc.index_select(0, index), priors.index_select(0, index)),
             iou_threshold=params.nms_threshold, top_k=min(params.top_k, num_candidates),
             max_detections=params.max_detections)
-        result = NmsResult(boxes_xyxy=decode(loc[ranked.indices], priors[ranked.indices]),
-                           coeffs=coeffs[ranked.indices], labels=ranked.labels, scores=ranked.scores)
+        result = NmsResult(boxes_xyxy=ranked.boxes_xyxy, coeffs=coeffs[ranked.indices], labels=ranked.labels,
+                           scores=ranked.scores)
     if rows is not None:
         result = result._replace(labels=rows[result.labels])
     return result

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from instseg_ros.core.ops.boxes import (box_iou, box_iou_batched, boxes_rel_to_pixels, center_size, decode,
-                                        encode, point_form, sanitize_coordinates)
+                                        encode, point_form, sanitize_boxes, sanitize_coordinates)
 
 
 def test_decode_hand_computed():
@@ -89,3 +89,13 @@ def test_boxes_rel_to_pixels_clamps_and_truncates():
 def test_decode_keeps_dtype(dtype):
     out = decode(torch.zeros(2, 4, dtype=dtype), torch.ones(2, 4, dtype=torch.float32))
     assert out.dtype == dtype
+
+
+def test_sanitize_boxes_equals_sanitize_coordinates_per_axis():
+    boxes = torch.rand(200, 4, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.3
+    for padding in (0, 1):
+        both = sanitize_boxes(boxes, 138, 97, padding)
+        x_low, x_high = sanitize_coordinates(boxes[:, 0], boxes[:, 2], 138, padding)
+        y_low, y_high = sanitize_coordinates(boxes[:, 1], boxes[:, 3], 97, padding)
+        assert torch.equal(both, torch.stack((x_low, y_low, x_high, y_high), dim=1))
+    assert sanitize_boxes(torch.tensor([[0.5, 0.2, 0.1, 0.9]]), 10, 20, 1).tolist() == [[0.0, 3.0, 6.0, 19.0]]

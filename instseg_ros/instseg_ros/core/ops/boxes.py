@@ -112,6 +112,17 @@ def sanitize_coordinates(coord_a: torch.Tensor, coord_b: torch.Tensor, size_px: 
     return low, high
 
 
+def sanitize_boxes(boxes_xyxy_rel: torch.Tensor, width: int, height: int,
+                   padding: float = 0) -> torch.Tensor:
+    """:func:`sanitize_coordinates` of both axes at once: relative ``[N, 4]`` xyxy -> float ``[N, 4]``
+    pixel bounds (x_low, y_low, x_high, y_high), same values, fewer operations."""
+    size = boxes_xyxy_rel.new_tensor([width, height])
+    scaled_a, scaled_b = boxes_xyxy_rel[:, :2] * size, boxes_xyxy_rel[:, 2:] * size
+    low = (torch.minimum(scaled_a, scaled_b) - padding).clamp_(min=0)
+    high = torch.minimum(torch.maximum(scaled_a, scaled_b) + padding, size)
+    return torch.cat((low, high), dim=1)
+
+
 def boxes_rel_to_pixels(boxes_xyxy_rel: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
     """Relative ``[N, 4]`` xyxy -> pixel xyxy clamped to the image and truncated to integer values.
 
@@ -119,6 +130,4 @@ def boxes_rel_to_pixels(boxes_xyxy_rel: torch.Tensor, image_size: tuple[int, int
     float dtype. ``image_size`` is (height, width); x2 may equal width.
     """
     height, width = image_size
-    x1, x2 = sanitize_coordinates(boxes_xyxy_rel[:, 0], boxes_xyxy_rel[:, 2], width)
-    y1, y2 = sanitize_coordinates(boxes_xyxy_rel[:, 1], boxes_xyxy_rel[:, 3], height)
-    return torch.stack((x1, y1, x2, y2), dim=1).trunc()
+    return sanitize_boxes(boxes_xyxy_rel, width, height).trunc_()

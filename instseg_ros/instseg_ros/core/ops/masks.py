@@ -14,11 +14,12 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from instseg_ros.core.ops.boxes import sanitize_coordinates
+from instseg_ros.core.ops.boxes import sanitize_boxes, sanitize_coordinates
 
 
 def assemble_masks(proto: torch.Tensor, coeffs: torch.Tensor) -> torch.Tensor:
@@ -85,11 +86,9 @@ def cropped_soft_masks(proto: torch.Tensor, coeffs: torch.Tensor, boxes_xyxy_rel
     num = coeffs.shape[0]
     if num == 0:
         return proto.new_zeros((0, height, width)), np.zeros((0, 4), dtype=np.int64)
-    boxes = boxes_xyxy_rel.to(proto.dtype)
-    x1, x2 = sanitize_coordinates(boxes[:, 0], boxes[:, 2], width, padding)
-    y1, y2 = sanitize_coordinates(boxes[:, 1], boxes[:, 3], height, padding)
+    bounds = sanitize_boxes(boxes_xyxy_rel.to(proto.dtype), width, height, padding)
     # integer columns c with x1 <= c < x2 are c0 = ceil(x1) .. ceil(x2) - 1 (same for rows)
-    blocks = torch.stack((x1, y1, x2, y2), dim=1).ceil().to(torch.int64).cpu().numpy()
+    blocks = bounds.ceil_().to(torch.int64).cpu().numpy()
     empty = (blocks[:, 2] <= blocks[:, 0]) | (blocks[:, 3] <= blocks[:, 1])
     blocks[empty] = 0
     if proto.device.type != 'cpu':
@@ -374,17 +373,14 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
 
 
 def _tight_roi(window: np.ndarray, x0: int, y0: int) -> Roi | None:
-    """ROI ``(x0 + left, y0 + top, crop)`` of the True pixels of the bool numpy ``window`` whose top-left
-    pixel is frame pixel (x0, y0); None if it has none."""
+    """ROI ``(x0 + left, y0 + top, crop)`` of the True pixels of the bool numpy ``window`` (rows may be
+    strided, each row contiguous) whose top-left pixel is frame pixel (x0, y0); None if it has none."""
     if window.size == 0:
         return None
-    as_u8 = window.view(np.uint8)
-    rows, cols = as_u8.max(axis=1), as_u8.max(axis=0)
-    if not rows.any():
+    left, top, width, height = cv2.boundingRect(window.view(np.uint8))  # box of the non-zero pixels
+    if width == 0:
         return None
-    top, left = int(rows.argmax()), int(cols.argmax())
-    bottom, right = rows.size - int(rows[::-1].argmax()), cols.size - int(cols[::-1].argmax())
-    return (x0 + left, y0 + top, np.ascontiguousarray(window[top:bottom, left:right]))
+    return (x0 + left, y0 + top, np.ascontiguousarray(window[top:top + height, left:left + width]))
 
 
 def rois_from_windows(masks: torch.Tensor, windows: torch.Tensor) -> list[Roi | None]:

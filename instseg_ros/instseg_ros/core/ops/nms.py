@@ -51,11 +51,13 @@ class RankedDetections(NamedTuple):
         indices: int64 ``[N]`` column of ``scores`` (prior) of each detection.
         labels: int64 ``[N]`` 0-based class (row of ``scores``).
         scores: float ``[N]``.
+        boxes_xyxy: float ``[N, 4]`` their boxes (from ``boxes_of``).
     """
 
     indices: torch.Tensor
     labels: torch.Tensor
     scores: torch.Tensor
+    boxes_xyxy: torch.Tensor
 
 
 def fast_nms_indices(scores: torch.Tensor, boxes_of: BoxesFn, iou_threshold: float = 0.5, top_k: int = 200,
@@ -82,7 +84,7 @@ def fast_nms_indices(scores: torch.Tensor, boxes_of: BoxesFn, iou_threshold: flo
     top_k = min(int(top_k), num_columns)
     empty = torch.zeros((0,), dtype=torch.int64, device=scores.device)
     if num_classes == 0 or top_k <= 0 or max_detections <= 0:
-        return RankedDetections(empty, empty, scores.new_zeros((0,)))
+        return RankedDetections(empty, empty, scores.new_zeros((0,)), scores.new_zeros((0, 4)))
     ranks = min(top_k, max(_FIRST_ROUND, 2 * max_detections))
     while True:
         # top-k instead of a full sort: the same k highest scores in descending order (the reference's
@@ -102,7 +104,8 @@ def fast_nms_indices(scores: torch.Tensor, boxes_of: BoxesFn, iou_threshold: flo
     labels = torch.arange(num_classes, device=scores.device)[:, None].expand_as(keep)[keep]
     kept_scores, ranking = kept_scores.sort(dim=0, descending=True, stable=True)
     ranking = ranking[:max_detections]
-    return RankedDetections(order[keep][ranking], labels[ranking], kept_scores[:max_detections])
+    return RankedDetections(order[keep][ranking], labels[ranking], kept_scores[:max_detections],
+                            class_boxes[keep][ranking])
 
 
 def fast_nms(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scores: torch.Tensor,
@@ -125,8 +128,8 @@ def fast_nms(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scores: torch.Tenso
         return _empty_result(boxes_xyxy, coeffs, scores)
     ranked = fast_nms_indices(scores, lambda index: boxes_xyxy.index_select(0, index), iou_threshold, top_k,
                               max_detections)
-    return NmsResult(boxes_xyxy=boxes_xyxy[ranked.indices], coeffs=coeffs[ranked.indices],
-                     labels=ranked.labels, scores=ranked.scores)
+    return NmsResult(boxes_xyxy=ranked.boxes_xyxy, coeffs=coeffs[ranked.indices], labels=ranked.labels,
+                     scores=ranked.scores)
 
 
 def fast_nms_class_agnostic(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scores: torch.Tensor,
