@@ -10,6 +10,7 @@ Masks travel as mono8 crops (255 = object) with their ``RegionOfInterest``.
 
 from __future__ import annotations
 
+import array
 import re
 from typing import Any, Sequence
 
@@ -126,6 +127,18 @@ def image_to_numpy(msg: Image) -> np.ndarray:
     return pixels.astype(wire_dtype.newbyteorder('='), copy=False)
 
 
+def uint8_array(values: np.ndarray) -> array.array:
+    """``array.array('B')`` holding a copy of the bytes of a numpy array (any dtype, C order).
+
+    Assign this, never ``bytes``, to ``uint8[]`` message fields: the generated setters keep an
+    ``array.array`` as it is, but check every element of any other sequence in Python (always on
+    Humble, under ``if __debug__``), which takes ~0.1 s for one 640x480 bgr8 image.
+    """
+    out = array.array('B')
+    out.frombytes(np.ascontiguousarray(values).reshape(-1).view(np.uint8))
+    return out
+
+
 def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = None) -> Image:
     """Pack a numpy image into a ``sensor_msgs/Image`` (little-endian, step = width * bpp).
 
@@ -150,7 +163,7 @@ def numpy_to_image(array: np.ndarray, encoding: str, header: Header | None = Non
     height, width = array.shape[:2]
     msg = Image(header=header if header is not None else Header(), height=height, width=width,
                 encoding=encoding, is_bigendian=0, step=width * channels * dtype.itemsize)
-    msg.data = np.ascontiguousarray(array, dtype=dtype).tobytes()
+    msg.data = uint8_array(np.ascontiguousarray(array, dtype=dtype))
     return msg
 
 
@@ -231,7 +244,7 @@ def bgr8_to_compressed(image: np.ndarray, fmt: str = 'jpeg', header: Header | No
     name = 'jpeg' if fmt == 'jpg' else fmt
     msg = CompressedImage(header=header if header is not None else Header(),
                           format=f'bgr8; {name} compressed bgr8')
-    msg.data = buffer.tobytes()
+    msg.data = uint8_array(buffer)
     return msg
 
 
@@ -267,14 +280,14 @@ def _fill_roi(region: RegionOfInterest, mask: Image, header: Header, roi: Roi | 
     if roi is None:
         region.x_offset = region.y_offset = region.height = region.width = 0
         mask.height = mask.width = mask.step = 0
-        mask.data = b''
+        mask.data = array.array('B')
         return
     x0, y0, crop = roi
     height, width = crop.shape
     region.x_offset, region.y_offset = int(x0), int(y0)
     region.height, region.width = height, width
     mask.height, mask.width, mask.step = height, width, width
-    mask.data = roi_to_mono8(crop).tobytes()
+    mask.data = uint8_array(roi_to_mono8(crop))
 
 
 def _check_roi_inside(roi: Roi | None, height: int, width: int) -> None:

@@ -15,6 +15,7 @@ from std_msgs.msg import Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 from instseg_ros.core.pipeline import FrameResult
+from instseg_ros.ros.conversions import uint8_array
 from instseg_ros.core.visualization import (class_color_rgb_float, cube_pose_scale, label_positions,
                                             label_text)
 
@@ -121,7 +122,7 @@ def result_to_cloud(result: FrameResult, header: Header) -> PointCloud2:
                         point_step=_CLOUD_DTYPE.itemsize,
                         row_step=_CLOUD_DTYPE.itemsize * int(cloud_array.shape[0]),
                         is_dense=True)
-    cloud.data = cloud_array.tobytes()
+    cloud.data = uint8_array(cloud_array)
     return cloud
 
 

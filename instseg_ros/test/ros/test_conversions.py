@@ -342,3 +342,33 @@ def test_instances_packer_reuses_messages_and_resets_every_field():
     assert not kept.has_position and kept.num_points == 0 and kept.position.z == 0.0
     assert (kept.roi.width, kept.mask.height, len(kept.mask.data)) == (0, 0, 0)
     assert kept.mask.header.frame_id == 'other' and kept.class_name == 'b'
+
+
+def test_uint8_fields_are_assigned_array_array(monkeypatch):
+    """Every uint8[] field we fill gets an array.array: the generated setters keep it as is, while
+    bytes or lists are checked element by element in Python (always on Humble: ~0.1 s per image)."""
+    import array
+
+    from sensor_msgs.msg import PointCloud2
+
+    from instseg_ros.core.geometry import Instance3D
+    from instseg_ros.core.pipeline import FrameResult
+    from instseg_ros.ros.markers import cloud_to_array, result_to_cloud
+    assigned = []
+    for cls in (Image, CompressedImage, PointCloud2):
+        prop = cls.data
+        monkeypatch.setattr(cls, 'data', property(
+            prop.fget, lambda self, value, fset=prop.fset: (assigned.append(type(value)), fset(self, value))[1]))
+    image = np.random.default_rng(0).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    msg = numpy_to_image(image, 'bgr8')
+    assert np.array_equal(image_to_numpy(msg), image)
+    assert np.array_equal(image_to_numpy(numpy_to_image(np.full((3, 4), 1.5, np.float32), '32FC1')),
+                          np.full((3, 4), 1.5, np.float32))
+    bgr8_to_compressed(image, 'png')
+    instances_to_msg(HEADER, (5, 6), ROIS, [0.9, 0.5, 0.25], [0, 0, 0], ['a'])
+    points = np.array([[0.1, 0.2, 1.0], [0.3, 0.4, 2.0]], np.float32)
+    result = FrameResult((5, 6), np.zeros((1, 4), np.float32), np.ones(1, np.float32), np.zeros(1, np.int64),
+                         [ROIS[0]], [Instance3D(True, (0, 0, 1), (0, 0, 1), (1, 1, 1), 2)], [points])
+    assert np.array_equal(np.stack([cloud_to_array(result_to_cloud(result, HEADER))[k] for k in 'xyz'], 1),
+                          points)
+    assert len(assigned) >= 7 and set(assigned) == {array.array}

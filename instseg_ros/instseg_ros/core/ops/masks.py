@@ -237,13 +237,18 @@ def _interpolate_window(soft: np.ndarray, index: int, window: list[int], axis_x:
         return None
     row0, row1 = int(axis_y.index0[y0]), int(axis_y.index1[y1 - 1]) + 1
     col0, col1 = int(axis_x.index0[x0]), int(axis_x.index1[x1 - 1]) + 1
-    horizontal = soft[index, row0:row1, col0:col1] @ axis_x.matrix[col0:col1, x0:x1]  # [ph, w]
-    values = axis_y.matrix[row0:row1, y0:y1].T @ horizontal                          # [h, w]
+    source = soft[index, row0:row1, col0:col1]         # [ph, pw]
+    weights_x = axis_x.matrix[col0:col1, x0:x1]        # [pw, w]
+    weights_y = axis_y.matrix[row0:row1, y0:y1].T      # [h, ph]
+    (source_h, source_w), height, width = source.shape, y1 - y0, x1 - x0
+    if height * source_w < source_h * width:  # cheaper order: along y first (fewer products)
+        values = (weights_y @ source) @ weights_x
+    else:
+        values = weights_y @ (source @ weights_x)
     values -= np.float32(threshold)
-    certain = np.abs(values) > _AMBIGUOUS_BAND  # False for NaN
     binary = values > 0
-    if not certain.all():
-        rows, cols = np.nonzero(~certain)
+    if not np.abs(values).min() > _AMBIGUOUS_BAND:  # also when a value is NaN
+        rows, cols = np.nonzero(~(np.abs(values) > _AMBIGUOUS_BAND))
         binary[rows, cols] = _kernel_values(soft[index], rows + y0, cols + x0, axis_x, axis_y) > np.float32(
             threshold)
     return binary
