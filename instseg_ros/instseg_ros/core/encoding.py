@@ -105,7 +105,9 @@ def mask_to_roi(mask: 'np.ndarray | torch.Tensor') -> Roi | None:
 
 def roi_to_mono8(crop: np.ndarray) -> np.ndarray:
     """bool ``[h, w]`` crop -> uint8 ``[h, w]`` image, 255 = object, 0 = not object."""
-    return np.asarray(crop, dtype=bool).astype(np.uint8) * np.uint8(255)
+    crop = np.asarray(crop)
+    as_u8 = crop.view(np.uint8) if crop.dtype == np.bool_ else (crop != 0).view(np.uint8)
+    return as_u8 * np.uint8(255)
 
 
 def mono8_to_mask(image: np.ndarray) -> np.ndarray:

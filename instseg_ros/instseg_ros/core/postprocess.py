@@ -121,7 +121,9 @@ def detect(loc: torch.Tensor, conf_logits: torch.Tensor, coeffs: torch.Tensor, p
 
 
 def _select(dets: NmsResult, index: torch.Tensor) -> NmsResult:
-    return NmsResult(*(t[index] for t in dets))
+    if index.dtype == torch.bool:  # one nonzero, then cheap gathers (bool indexing costs more per tensor)
+        index = torch.nonzero(index).squeeze(1)
+    return NmsResult(*(t.index_select(0, index) for t in dets))
 
 
 def rescore_with_maskiou(dets: NmsResult, masks_soft: torch.Tensor, rescore_fn: RescoreFn,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 
-STAGES = ('preprocess', 'forward', 'postprocess', 'encode', 'depth', 'publish', 'latency')
+STAGES = ('decode', 'preprocess', 'forward', 'postprocess', 'encode', 'depth', 'publish', 'overhead',
+          'latency')
 
 
 def build_diagnostics(stamp, node_name: str, device: str, model: str, input_rate_hz: float,
@@ -14,7 +15,8 @@ def build_diagnostics(stamp, node_name: str, device: str, model: str, input_rate
 
     Level: OK while frames flow, WARN when no input arrived recently, ERROR when more than half of
     the received frames were bad input. Values: rates [Hz], counters (received, processed,
-    dropped, bad_input, without_depth), and mean/p99 ms of each stage in ``STAGES``.
+    dropped, bad_input, without_depth), and mean/p50/p99 ms of each stage in ``STAGES``
+    ('overhead': the node's own work per frame, i.e. everything but the forward pass and depth).
     """
     status = DiagnosticStatus(name=f'{node_name.lstrip("/")}: inference', hardware_id=device)
     received = counters.get('received', 0)
@@ -30,8 +32,8 @@ def build_diagnostics(stamp, node_name: str, device: str, model: str, input_rate
         values.append((f'frames_{key}', str(int(counters.get(key, 0)))))
     for stage in STAGES:
         if stage in stages:
-            values.append((f'{stage}_ms_mean', f'{stages[stage]["mean"]:.2f}'))
-            values.append((f'{stage}_ms_p99', f'{stages[stage]["p99"]:.2f}'))
+            for statistic in ('mean', 'p50', 'p99'):
+                values.append((f'{stage}_ms_{statistic}', f'{stages[stage][statistic]:.2f}'))
     if 'instances' in stages:
         values.append(('instances_per_frame', f'{stages["instances"]["mean"]:.2f}'))
     status.values = [KeyValue(key=k, value=v) for k, v in values]

@@ -159,17 +159,25 @@ class YolactNode(Node):
 
     def _process(self, msg) -> None:
         params = self.params
+        began = time.perf_counter()
         image_bgr = self._decode(msg)
         if image_bgr is None:
             return
+        decoded = time.perf_counter()
         result = self.pipeline.process(image_bgr, self._inference_params(params),
                                        min_mask_area=params.min_mask_area)
+        depth_began = time.perf_counter()
         if params.use_depth:
             self._attach_depth(result, msg.header, params)
         start = time.perf_counter()
         self._publish(result, msg.header, image_bgr, params)
-        result.timings_ms['publish'] = (time.perf_counter() - start) * 1e3
-        self._stats.add_all(result.timings_ms)
+        done = time.perf_counter()
+        timings = result.timings_ms
+        timings['decode'] = (decoded - began) * 1e3
+        timings['publish'] = (done - start) * 1e3
+        # the node's own work: all but the forward pass and the depth step (waiting + projection)
+        timings['overhead'] = ((done - began) - (start - depth_began)) * 1e3 - timings['forward']
+        self._stats.add_all(timings)
         self._stats.add('latency', (self.get_clock().now().nanoseconds * 1e-9
                                     - stamp_s(msg.header)) * 1e3)
         self._stats.add('instances', float(len(result)))

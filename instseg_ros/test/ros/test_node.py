@@ -186,6 +186,44 @@ def test_bad_input_is_skipped_and_the_node_keeps_working(client, spin_until, nod
     assert result.header.stamp.sec == 62
 
 
+def test_overlay_markers_and_diagnostics(client, spin_until):
+    """Subscribed outputs: the overlay (bgr8, source header, masks drawn), markers (no depth: only
+    the DELETEALL that clears old boxes) and /diagnostics with rates, counters and stage times."""
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+    from visualization_msgs.msg import Marker, MarkerArray
+
+    from instseg_ros.ros.conversions import image_to_numpy
+    node, pub, _received = client
+    overlays, markers, statuses = [], [], []
+    node.create_subscription(Image, f'{NAMESPACE}/overlay', overlays.append, 10)
+    node.create_subscription(MarkerArray, f'{NAMESPACE}/markers', markers.append, 10)
+    node.create_subscription(DiagnosticArray, '/diagnostics', lambda m: statuses.extend(
+        s for s in m.status if s.name.startswith(NODE.lstrip('/'))), 10)
+    scene = render_scene(11, Camera(320, 240))
+    msg = image_msg(scene.image_bgr, 70)
+    assert publish_until(node, spin_until, pub, msg, lambda: any(
+        o.header.stamp.sec == 70 for o in overlays) and any(m.markers and m.markers[0].header.stamp.sec == 70
+                                                             for m in markers), timeout_s=60)
+    overlay = next(o for o in overlays if o.header.stamp.sec == 70)
+    assert overlay.encoding == 'bgr8' and overlay.header.frame_id == 'cam_optical'
+    drawn = image_to_numpy(overlay)
+    assert drawn.shape == (240, 320, 3)
+    assert (drawn != scene.image_bgr).any(axis=2).mean() > 0.01  # masks, boxes and labels drawn
+    marker_msg = next(m for m in markers if m.markers and m.markers[0].header.stamp.sec == 70)
+    assert [m.action for m in marker_msg.markers] == [Marker.DELETEALL]
+    assert spin_until(node, lambda: any('overhead_ms_p50' in {kv.key for kv in s.values} for s in statuses),
+                      timeout_s=10)
+    values = {kv.key: kv.value for kv in statuses[-1].values}
+    assert values['device'] == 'cpu' and int(values['frames_processed']) >= 1
+    assert float(values['input_rate_hz']) >= 0.0 and int(values['frames_dropped']) >= 0
+    for stage in ('decode', 'preprocess', 'forward', 'postprocess', 'publish', 'overhead', 'latency'):
+        assert float(values[f'{stage}_ms_p50']) > 0.0, stage
+    # the node's own work excludes the forward pass; both are part of the latency
+    assert float(values['overhead_ms_p50']) < float(values['latency_ms_p50'])
+    assert float(values['forward_ms_p50']) < float(values['latency_ms_p50'])
+
+
 def test_missing_weights_exit_non_zero_with_instructions(tmp_path):
     log = tmp_path / 'missing.log'
     proc = start(node_command(params_file=PARAMS_FILE,

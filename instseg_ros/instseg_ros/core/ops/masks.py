@@ -96,10 +96,15 @@ def cropped_soft_masks(proto: torch.Tensor, coeffs: torch.Tensor, boxes_xyxy_rel
     masks = proto.new_zeros((num, height, width))
     # numpy for the many small products (several times less call overhead than torch's on strided views)
     proto_np, coeffs_np, masks_np = proto.numpy(), coeffs.to(proto.dtype).numpy(), masks.numpy()
-    for i, (c0, r0, c1, r1) in enumerate(blocks.tolist()):
-        if c1 > c0:
-            logits = proto_np[r0:r1, c0:c1] @ coeffs_np[i]  # [rows, cols]
-            masks_np[i, r0:r1, c0:c1] = torch.sigmoid(torch.from_numpy(logits)).numpy()
+    placed = [(i, r0, r1, c0, c1) for i, (c0, r0, c1, r1) in enumerate(blocks.tolist()) if c1 > c0]
+    if not placed:
+        return masks, blocks
+    logits = [proto_np[r0:r1, c0:c1] @ coeffs_np[i] for i, r0, r1, c0, c1 in placed]  # [rows, cols]
+    probabilities = torch.sigmoid(torch.from_numpy(np.concatenate([block.reshape(-1) for block in logits])))
+    start = 0
+    for (i, r0, r1, c0, c1), block in zip(placed, logits):
+        masks_np[i, r0:r1, c0:c1] = probabilities[start:start + block.size].numpy().reshape(block.shape)
+        start += block.size
     return masks, blocks
 
 

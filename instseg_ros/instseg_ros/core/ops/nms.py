@@ -92,8 +92,9 @@ def fast_nms_indices(scores: torch.Tensor, boxes_of: BoxesFn, iou_threshold: flo
         class_scores, order = scores.topk(ranks, dim=1, sorted=True)
         class_boxes = boxes_of(order.reshape(-1)).view(num_classes, ranks, 4)
         iou = box_iou_batched(class_boxes, class_boxes).triu_(diagonal=1)
-        keep = iou.amax(dim=1) <= iou_threshold
-        kept_scores = class_scores[keep]
+        # positions of the survivors in the flattened [C, ranks] grid (class-major, rank order)
+        kept = torch.nonzero((iou.amax(dim=1) <= iou_threshold).view(-1)).squeeze(1)
+        kept_scores = class_scores.view(-1).index_select(0, kept)
         if ranks == top_k:
             break
         if kept_scores.shape[0] >= max_detections:
@@ -101,11 +102,10 @@ def fast_nms_indices(scores: torch.Tensor, boxes_of: BoxesFn, iou_threshold: flo
             if bool(worst_kept > class_scores[:, -1].max()):
                 break
         ranks = min(top_k, ranks * 4)
-    labels = torch.arange(num_classes, device=scores.device)[:, None].expand_as(keep)[keep]
     kept_scores, ranking = kept_scores.sort(dim=0, descending=True, stable=True)
-    ranking = ranking[:max_detections]
-    return RankedDetections(order[keep][ranking], labels[ranking], kept_scores[:max_detections],
-                            class_boxes[keep][ranking])
+    flat = kept.index_select(0, ranking[:max_detections])  # best first
+    return RankedDetections(order.view(-1).index_select(0, flat), torch.div(flat, ranks, rounding_mode='floor'),
+                            kept_scores[:max_detections], class_boxes.view(-1, 4).index_select(0, flat))
 
 
 def fast_nms(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scores: torch.Tensor,
