@@ -305,3 +305,19 @@ def test_cropped_soft_masks_equal_assemble_then_crop():
     assert blocks[0].tolist() == [3, 4, 17, 15]
     empty_masks, empty_blocks = cropped_soft_masks(proto, coeffs[:0], boxes[:0])
     assert empty_masks.shape == (0, 23, 31) and empty_blocks.shape == (0, 4)
+
+
+
+@pytest.mark.parametrize('proto_hw,size_hw', [((80, 80), (480, 640)), ((80, 80), (720, 1280)),
+                                              ((40, 50), (40, 100)), ((23, 31), (69, 31 * 7)),
+                                              ((138, 138), (480, 640))])
+def test_masks_match_the_kernel_at_every_distance_from_the_threshold(proto_hw, size_hw):
+    """Fields whose values lie 1e-7 .. 1e-3 from 0.5 (inside and just outside the band of exact
+    recomputation) give exactly the kernel's masks and ROIs."""
+    generator = torch.Generator().manual_seed(sum(size_hw))
+    for spread in (1e-6, 1e-5, 1e-4, 1e-3):
+        soft = 0.5 + (torch.rand(3, *proto_hw, generator=generator) - 0.5) * spread
+        crops = crop_masks(soft, torch.tensor([[0.0, 0.0, 1.0, 1.0], [0.1, 0.2, 0.7, 0.9], [0.5, 0.0, 1.0, 0.4]]))
+        reference = upsample_masks(crops, size_hw) > 0.5
+        assert torch.equal(paste_masks(crops, size_hw).masks, reference), spread
+        assert _same_rois(paste_mask_rois(crops, size_hw), masks_to_rois(reference))
