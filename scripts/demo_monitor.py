@@ -1,6 +1,7 @@
 """Watch the demo: /instances and /overlay for N seconds, then print a summary.
 
-Latency = receive time - source image stamp (both on this machine). Saves a few overlay PNGs.
+Latency = receive time - source image stamp (both on this machine), and the node's own latency
+(stamp -> everything published) from its /diagnostics. Saves a few overlay PNGs.
 """
 
 import argparse
@@ -80,7 +81,8 @@ def main() -> int:
               f'p99 {np.percentile(lat, 99):.0f} ms')
     print(f'instances per frame  : {np.mean(counts):.2f} (with 3D position: '
           f'{with_3d[0] / max(len(counts), 1):.2f})')
-    for key in ('device', 'frames_dropped', 'forward_ms_mean', 'depth_ms_mean'):
+    for key in ('device', 'frames_dropped', 'forward_ms_mean', 'overhead_ms_p50', 'depth_ms_mean',
+                'latency_ms_p50', 'latency_ms_p99'):
         if key in diag:
             print(f'{key:21s}: {diag[key]}')
     print(f'overlay PNGs         : {len(overlays)} in {args.out}/ ' +
