@@ -88,9 +88,9 @@ class FramePipeline:
         index = np.asarray(keep, dtype=np.int64)
         result = FrameResult(
             image_size=(int(image_bgr.shape[0]), int(image_bgr.shape[1])),
-            boxes_xyxy=detections.boxes_xyxy[index].astype(np.float32).reshape(-1, 4),
-            scores=detections.scores[index].astype(np.float32),
-            labels=detections.labels[index].astype(np.int64),
+            boxes_xyxy=detections.boxes_xyxy[index].astype(np.float32, copy=False).reshape(-1, 4),
+            scores=detections.scores[index].astype(np.float32, copy=False),
+            labels=detections.labels[index].astype(np.int64, copy=False),
             rois=[rois[i] for i in keep], timings_ms=timings)
         timings['encode'] = (time.perf_counter() - start) * 1e3
         return result

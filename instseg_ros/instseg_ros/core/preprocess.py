@@ -76,16 +76,22 @@ def _input_cv2(image: np.ndarray, size: int, color_order: str, normalization: st
     resized = cv2.resize(image.astype(np.float32), (size, size), interpolation=cv2.INTER_LINEAR)
     planes = np.empty((3, size, size), dtype=np.float32)
     sources = (2, 1, 0) if color_order == 'bgr' else (0, 1, 2)
-    means_rgb, stds_rgb = MEANS_BGR[::-1], STD_BGR[::-1]
+    offsets, divisors = _rgb_affine(normalization)
     for channel, source in enumerate(sources):  # scalar operations on planes (no size-3 broadcasting)
         plane = planes[channel]
         plane[...] = resized[:, :, source]
-        if normalization == 'darknet':
-            plane /= np.float32(255.0)
-        else:
-            plane -= np.float32(means_rgb[channel])
-            plane /= np.float32(stds_rgb[channel])
+        plane -= np.float32(offsets[channel])
+        plane /= np.float32(divisors[channel])
     return torch.from_numpy(planes)[None]
+
+
+def _rgb_affine(normalization: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per RGB channel (offset, divisor) of a normalisation: ``(x - offset) / divisor``."""
+    if normalization == 'resnet':
+        return MEANS_BGR[::-1], STD_BGR[::-1]
+    if normalization == 'darknet':
+        return (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)  # x - 0 is exact: the same as x / 255
+    raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got {normalization!r}')
 
 
 def normalize(images_rgb: torch.Tensor, normalization: str) -> torch.Tensor:
@@ -94,13 +100,9 @@ def normalize(images_rgb: torch.Tensor, normalization: str) -> torch.Tensor:
     ``'resnet'``: ``(x - mean) / std`` with the BGR constants applied to the matching channel;
     ``'darknet'``: ``x / 255``. Returns a new float tensor of the same shape/device/dtype.
     """
-    if normalization == 'darknet':
-        return images_rgb / 255.0
-    if normalization != 'resnet':
-        raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got {normalization!r}')
-    means = torch.tensor(MEANS_BGR[::-1], dtype=images_rgb.dtype, device=images_rgb.device)
-    std = torch.tensor(STD_BGR[::-1], dtype=images_rgb.dtype, device=images_rgb.device)
-    return (images_rgb - means[:, None, None]) / std[:, None, None]
+    offsets, divisors = (torch.tensor(values, dtype=images_rgb.dtype, device=images_rgb.device)[:, None, None]
+                         for values in _rgb_affine(normalization))
+    return (images_rgb - offsets) / divisors
 
 
 def preprocess(images: np.ndarray | Sequence[np.ndarray], cfg, device: torch.device | str = 'cpu',
@@ -124,8 +126,7 @@ def preprocess(images: np.ndarray | Sequence[np.ndarray], cfg, device: torch.dev
     size = int(cfg.max_size)
     if color_order not in COLOR_ORDERS:
         raise ValueError(f'color_order must be one of {COLOR_ORDERS}, got {color_order!r}')
-    if cfg.normalization not in NORMALIZATIONS:
-        raise ValueError(f'normalization must be one of {NORMALIZATIONS}, got {cfg.normalization!r}')
+    _rgb_affine(cfg.normalization)  # raises for an unknown normalisation before any work
     inputs = []
     for image in image_list:
         _check_image(image)

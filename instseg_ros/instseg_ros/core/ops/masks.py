@@ -252,8 +252,9 @@ def _interpolate_window(soft: np.ndarray, index: int, window: list[int], axis_x:
         values = weights_y @ (source @ weights_x)
     values -= np.float32(threshold)
     binary = values > 0
-    if not np.abs(values).min() > _AMBIGUOUS_BAND:  # also when a value is NaN
-        rows, cols = np.nonzero(~(np.abs(values) > _AMBIGUOUS_BAND))
+    distance = np.abs(values)
+    if not distance.min() > _AMBIGUOUS_BAND:  # also when a value is NaN
+        rows, cols = np.nonzero(~(distance > _AMBIGUOUS_BAND))
         binary[rows, cols] = _kernel_values(soft[index], rows + y0, cols + x0, axis_x, axis_y) > np.float32(
             threshold)
     return binary
@@ -333,6 +334,15 @@ def _paste_batched(masks: torch.Tensor, out: torch.Tensor, windows: np.ndarray, 
     out.view(-1).put_(target, values > threshold)
 
 
+def _prepare_windows(masks_soft: torch.Tensor, size_hw: tuple[int, int], support: np.ndarray | None):
+    """(contiguous detached masks, x axis, y axis, int64 ``[N, 4]`` output windows) for pasting
+    ``masks_soft [N, Hp, Wp]`` at ``size_hw``; the support is scanned from the masks when None."""
+    masks = masks_soft.detach().contiguous()
+    axis_x, axis_y = _axis(masks.shape[2], size_hw[1]), _axis(masks.shape[1], size_hw[0])
+    windows = _windows(_support_bounds(masks) if support is None else support, axis_x, axis_y)
+    return masks, axis_x, axis_y, windows
+
+
 def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: float = 0.5,
                 method: str = 'auto', support: np.ndarray | None = None) -> PastedMasks:
     """Binarised bilinear upsampling of cropped soft masks, computed only where it can be non-zero.
@@ -358,7 +368,7 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
     """
     if method not in ('auto', 'loop', 'batched'):
         raise ValueError(f'unknown method {method!r}')
-    num, proto_h, proto_w = masks_soft.shape
+    num = masks_soft.shape[0]
     height, width = int(size_hw[0]), int(size_hw[1])
     if not threshold >= 0 or masks_soft.dtype != torch.float32:
         # zeros pass a negative threshold, other dtypes interpolate in their own precision: plain path
@@ -370,9 +380,7 @@ def paste_masks(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshold: f
         out = torch.zeros((num, height, width), dtype=torch.bool, device=masks_soft.device)
     if num == 0 or height == 0 or width == 0:
         return PastedMasks(out, torch.zeros((num, 4), dtype=torch.int64))
-    masks = masks_soft.detach().contiguous()
-    axis_x, axis_y = _axis(proto_w, width), _axis(proto_h, height)
-    windows = _windows(_support_bounds(masks) if support is None else support, axis_x, axis_y)
+    masks, axis_x, axis_y, windows = _prepare_windows(masks_soft, (height, width), support)
     if method == 'auto':
         method = 'loop' if masks.device.type == 'cpu' else 'batched'
     if method == 'loop' and masks.device.type != 'cpu':
@@ -431,12 +439,10 @@ def paste_mask_rois(masks_soft: torch.Tensor, size_hw: tuple[int, int], threshol
     if masks_soft.device.type != 'cpu' or masks_soft.dtype != torch.float32 or not threshold >= 0:
         pasted = paste_masks(masks_soft, (height, width), threshold, support=support)
         return rois_from_windows(pasted.masks, pasted.windows)
-    num, proto_h, proto_w = masks_soft.shape
+    num = masks_soft.shape[0]
     if num == 0 or height == 0 or width == 0:
         return [None] * num
-    masks = masks_soft.detach().contiguous()
-    axis_x, axis_y = _axis(proto_w, width), _axis(proto_h, height)
-    windows = _windows(_support_bounds(masks) if support is None else support, axis_x, axis_y)
+    masks, axis_x, axis_y, windows = _prepare_windows(masks_soft, (height, width), support)
     soft = masks.numpy()
     rois: list[Roi | None] = []
     for i, window in enumerate(windows.tolist()):
