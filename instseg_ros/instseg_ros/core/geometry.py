@@ -83,6 +83,35 @@ class CameraIntrinsics:
                                 width=int(width), height=int(height))
 
 
+def check_rgbd_geometry(color_hw: tuple[int, int], depth_hw: tuple[int, int],
+                        info_wh: tuple[int, int]) -> None:
+    """Check that a depth image (and its camera_info) can be aligned with the colour image.
+
+    Depth must show the colour image's field of view: the same aspect ratio (any resolution;
+    masks and intrinsics are then rescaled). camera_info may describe the colour or the depth
+    image, and must have that aspect ratio too.
+
+    Args:
+        color_hw: (height, width) of the colour image.  depth_hw: (height, width) of the depth.
+        info_wh: (width, height) that the camera_info declares.
+
+    Raises:
+        ValueError: an aspect ratio differs by more than 1 % (names the three sizes).
+    """
+    def aspect(width: float, height: float) -> float:
+        return width / height if height else float('inf')
+
+    color = aspect(color_hw[1], color_hw[0])
+    for what, ratio in (('depth', aspect(depth_hw[1], depth_hw[0])),
+                        ('camera_info', aspect(info_wh[0], info_wh[1]))):
+        if not math.isfinite(ratio) or abs(ratio / color - 1.0) > _ASPECT_TOLERANCE:
+            raise ValueError(
+                f'{what} aspect ratio differs from the colour image (colour '
+                f'{color_hw[1]}x{color_hw[0]}, depth {depth_hw[1]}x{depth_hw[0]}, camera_info '
+                f'{info_wh[0]}x{info_wh[1]}): depth must be aligned to the colour image '
+                '(e.g. aligned_depth_to_color)')
+
+
 def depth_to_meters(depth: np.ndarray, encoding: str, scale: float | None = None) -> np.ndarray:
     """Convert a raw depth image to float32 metres, NaN where invalid.
 

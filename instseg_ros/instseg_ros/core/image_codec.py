@@ -191,8 +191,9 @@ def compressed_size(data: np.ndarray) -> tuple[int, int] | None:
             with PilImage.open(io.BytesIO(data.tobytes())) as probe:
                 return int(probe.size[0]), int(probe.size[1])
     except PilImage.DecompressionBombError as exc:
-        raise ImageTooLarge(f'CompressedImage header declares a huge image ({exc}): frame '
-                            'skipped') from None
+        found = re.search(r'\((\d+) pixels\)', str(exc))
+        raise ImageTooLarge(f'header declares {found.group(1) if found else "too many"} '
+                            'pixels') from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
         return None
 
@@ -209,7 +210,11 @@ def compressed_to_bgr8(msg: Any, max_pixels: int | None = None) -> np.ndarray:
     """
     data = np.frombuffer(msg.data, dtype=np.uint8)
     fmt = short(msg.format)
-    size = compressed_size(data) if data.size else None
+    try:
+        size = compressed_size(data) if data.size else None
+    except ImageTooLarge as exc:
+        raise ImageTooLarge(f"CompressedImage '{fmt}': {exc}, more than max_image_pixels="
+                            f'{max_pixels}: frame skipped') from None
     if size is None:
         raise ValueError(f"cannot decode CompressedImage with format '{fmt}' ({data.size} bytes)")
     check_size(size[0], size[1], max_pixels, f"CompressedImage '{fmt}'")

@@ -3,26 +3,40 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
 
 class LatestSlot:
-    """Holds at most one item; ``put`` replaces an unconsumed item and counts it as dropped."""
+    """Holds at most one item; ``put`` replaces an unconsumed item and counts it as dropped.
 
-    def __init__(self) -> None:
+    With ``prefer`` (a predicate, e.g. "this colour frame has its depth"), a held preferred item
+    is not replaced by a newer item that is not preferred while the held one is younger than
+    ``max_hold_s``: the worker takes the newest *complete* frame, and latency stays bounded by
+    ``max_hold_s`` plus one processing time. The item that loses is counted as dropped.
+    """
+
+    def __init__(self, prefer: Callable[[Any], bool] | None = None, max_hold_s: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._cond = threading.Condition()
         self._item: Any = None
         self._has_item = False
         self._closed = False
+        self._prefer, self._max_hold_s, self._clock = prefer, float(max_hold_s), clock
+        self._put_at = 0.0
         self.dropped = 0
 
     def put(self, item: Any) -> bool:
-        """Store ``item``; returns True if it replaced an item nobody took (a dropped frame)."""
+        """Offer ``item``; returns True if an item nobody took was dropped (either one)."""
         with self._cond:
+            now = self._clock()
             replaced = self._has_item
             if replaced:
                 self.dropped += 1
-            self._item, self._has_item = item, True
+                if (self._prefer is not None and now - self._put_at < self._max_hold_s
+                        and self._prefer(self._item) and not self._prefer(item)):
+                    return True  # keep the held preferred item; the new one is dropped
+            self._item, self._has_item, self._put_at = item, True, now
             self._cond.notify()
             return replaced
 

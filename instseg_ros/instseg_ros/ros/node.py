@@ -1,17 +1,19 @@
 """The ``yolact`` node: wiring only (parameters -> FramePipeline -> subscriptions and publishers).
 
 Topics (relative names, node name ``yolact``):
-  in : image (sensor_msgs/Image) or image/compressed; depth + camera_info when use_depth
+  in : image (sensor_msgs/Image) or <image>/compressed; depth + camera_info when use_depth
   out: instances (instseg_msgs/InstanceMaskArray), overlay (Image, bgr8), markers (MarkerArray),
        labels (Image 16UC1, optional), points (PointCloud2, optional), /diagnostics
-Only the newest frame is processed: callbacks drop frames into a one-element slot and a worker
-thread runs inference, so latency never grows when the camera is faster than the model.
+Inputs are paired by stamp in the callbacks (ros/inputs.py); only the newest resolved frame is
+processed: a worker thread takes it from a one-element slot, so latency never grows when the
+camera is faster than the model. ``YolactRuntime`` holds the behaviour in four steps (configure,
+activate, deactivate, cleanup): the plain node runs the first two at construction, the
+lifecycle node (ros/lifecycle_node.py) runs each on its transition.
 """
 
 from __future__ import annotations
 
 import collections
-import re
 import sys
 import threading
 import time
@@ -21,92 +23,131 @@ from diagnostic_msgs.msg import DiagnosticArray
 from instseg_msgs.msg import InstanceMaskArray
 from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, CompressedImage, Image, PointCloud2
+from sensor_msgs.msg import CompressedImage, Image, PointCloud2
 from visualization_msgs.msg import MarkerArray
 
 from instseg_ros.core.encoding import label_image, paste_roi
-from instseg_ros.core.geometry import CameraIntrinsics, DepthParams, depth_to_meters
+from instseg_ros.core.geometry import (CameraIntrinsics, DepthParams, check_rgbd_geometry,
+                                       depth_to_meters)
+from instseg_ros.core.image_codec import (ImageTooLarge, compressed_to_bgr8, image_to_bgr8,
+                                          image_to_numpy)
 from instseg_ros.core.latest import LatestSlot
-from instseg_ros.core.pipeline import DepthInput, FramePipeline, FrameResult, nearest_stamp
+from instseg_ros.core.pipeline import DepthInput, FramePipeline, FrameResult
 from instseg_ros.core.predictor import InferenceParams
+from instseg_ros.core.rgbd_sync import RgbdFrame
 from instseg_ros.core.stats import RateMeter, RunningStats
+from instseg_ros.core.throttle import KindThrottle
 from instseg_ros.core.visualization import draw_overlay
 from instseg_ros.ros import qos
-from instseg_ros.ros.conversions import (compressed_to_bgr8, image_to_bgr8, image_to_numpy,
-                                         InstancesPacker, numpy_to_image)
+from instseg_ros.ros.conversions import InstancesPacker, numpy_to_image
 from instseg_ros.ros.diagnostics import build_diagnostics
 from instseg_ros.ros.entry import spin_node
+from instseg_ros.ros.inputs import CameraInputs, stamp_s
 from instseg_ros.ros.markers import MarkerBuilder, result_to_cloud
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
 from instseg_ros.ros.params import (PARAMETERS, SPECS, NodeParams, descriptor, normalize_classes,
-                                   validate_all)
+                                    validate_all)
 
 BAD_INPUT_LOG_PERIOD_S = 5.0
-DEPTH_BUFFER = 30
+#: a colour frame with depth waiting for the worker is not replaced by a newer one without depth
+#: while it is younger than this [s]
+PREFER_PAIRED_MAX_HOLD_S = 0.5
 
 
-def stamp_s(header) -> float:
-    """Header stamp in seconds (float)."""
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
+def declare_parameters(node: Node) -> NodeParams:
+    """Declare every parameter of the table on ``node``; the typed snapshot of their values."""
+    for spec in PARAMETERS:
+        node.declare_parameter(spec.name, spec.default, descriptor(spec))
+    values = {spec.name: node.get_parameter(spec.name).value for spec in PARAMETERS}
+    for spec in PARAMETERS:
+        if spec.choices and values[spec.name] not in spec.choices:
+            raise StartupError(f'{spec.name}:={values[spec.name]!r} is not valid: pass one of '
+                               f'{", ".join(spec.choices)}')
+    return NodeParams.from_values(values)
 
 
-class YolactNode(Node):
-    """YOLACT instance segmentation node. Raises StartupError when the model cannot load."""
+class YolactRuntime:
+    """What the node does, in four steps driven by the plain or the lifecycle node.
 
-    def __init__(self, **kwargs):
-        super().__init__('yolact', **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, descriptor(spec))
-        self.params = NodeParams.from_values(
-            {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS})
-        self.pipeline: FramePipeline = load_pipeline(self.params, self.get_logger())
-        self.add_on_set_parameters_callback(self._on_set_parameters)
+    ``configure`` loads the model (raises StartupError), ``activate`` creates publishers,
+    subscriptions, timers and the inference worker, ``deactivate`` removes them again (the model
+    stays loaded) and ``cleanup`` frees the model.
+    """
+
+    def __init__(self, node: Node, params: NodeParams):
+        self.node, self.params = node, params
+        self.pipeline: FramePipeline | None = None
+        self._throttle = KindThrottle(BAD_INPUT_LOG_PERIOD_S)
         self._stats = RunningStats(window=100)
         self._rate_in, self._rate_out = RateMeter(), RateMeter()
-        self._counters = collections.Counter()
-        self._bad_input_logged: dict[str, float] = {}
-        self._slot = LatestSlot()
+        self._counters: collections.Counter = collections.Counter()
         self._markers = MarkerBuilder()  # both reuse their messages; worker thread only
         self._packer = InstancesPacker()
-        self._depth_lock = threading.Condition()
-        self._depth_buffer: collections.deque = collections.deque(maxlen=DEPTH_BUFFER)
-        self._camera_info: CameraInfo | None = None
-        self._create_publishers()
-        self._create_subscriptions()
-        self._diag_timer = self.create_timer(self.params.diagnostics_period, self._publish_diagnostics)
+        self._slot: LatestSlot | None = None
+        self._worker: threading.Thread | None = None
+        self.inputs: CameraInputs | None = None
+        self._publishers: list = []
+        self._diag_timer = None
+        node.add_on_set_parameters_callback(self._on_set_parameters)
+
+    # ----------------------------------------------------------------------------- steps
+    def configure(self) -> None:
+        self.pipeline = load_pipeline(self.params, self.node.get_logger())
+
+    def activate(self) -> None:
+        node, opts = self.node, {'qos_overriding_options': qos.overridable()}
+        self.pub_instances = node.create_publisher(InstanceMaskArray, 'instances',
+                                                   qos.result_output(), **opts)
+        self.pub_overlay = node.create_publisher(Image, 'overlay', qos.result_output(), **opts)
+        self.pub_markers = node.create_publisher(MarkerArray, 'markers', qos.result_output(),
+                                                 **opts)
+        self.pub_labels = node.create_publisher(Image, 'labels', qos.result_output(), **opts)
+        self.pub_points = node.create_publisher(PointCloud2, 'points', qos.result_output(), **opts)
+        self.pub_diagnostics = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._publishers = [self.pub_instances, self.pub_overlay, self.pub_markers,
+                            self.pub_labels, self.pub_points, self.pub_diagnostics]
+        # prefer the newest colour frame that has its depth (see LatestSlot)
+        self._slot = (LatestSlot(prefer=lambda frame: frame.depth is not None,
+                                 max_hold_s=PREFER_PAIRED_MAX_HOLD_S)
+                      if self.params.use_depth else LatestSlot())
         self._running = True
-        self._worker = threading.Thread(target=self._worker_loop, name='yolact_inference',
-                                        daemon=True)
+        self._worker = threading.Thread(target=self._worker_loop, args=(self._slot,),
+                                        name='yolact_inference', daemon=True)
         self._worker.start()
-        self.get_logger().info(
-            f'Ready: model {self.pipeline.predictor.cfg.name} on {self.pipeline.predictor.device}, '
-            f'{len(self.pipeline.class_names)} classes, listening on '
-            f'{self.resolve_topic_name("image/compressed" if self.params.input_compressed else "image")}'
-            + (f' + depth {self.resolve_topic_name("depth")}' if self.params.use_depth else ''))
+        self.inputs = CameraInputs(node, self.params, deliver=self._slot.put,
+                                   on_color=self._on_color, report=self._report)
+        self._diag_timer = node.create_timer(self.params.diagnostics_period,
+                                             self._publish_diagnostics)
+        predictor = self.pipeline.predictor
+        node.get_logger().info(
+            f'Ready: model {predictor.cfg.name} on {predictor.device}, '
+            f'{len(self.pipeline.class_names)} classes, listening on {self.inputs.color.topic}'
+            + (f' + depth {self.inputs.depth.topic}' if self.inputs.depth else ''))
 
-    # ----------------------------------------------------------------------------- wiring
-    def _create_publishers(self) -> None:
-        opts = {'qos_overriding_options': qos.overridable()}
-        self.pub_instances = self.create_publisher(InstanceMaskArray, 'instances',
-                                                   qos.RESULT_OUTPUT, **opts)
-        self.pub_overlay = self.create_publisher(Image, 'overlay', qos.RESULT_OUTPUT, **opts)
-        self.pub_markers = self.create_publisher(MarkerArray, 'markers', qos.RESULT_OUTPUT, **opts)
-        self.pub_labels = self.create_publisher(Image, 'labels', qos.RESULT_OUTPUT, **opts)
-        self.pub_points = self.create_publisher(PointCloud2, 'points', qos.RESULT_OUTPUT, **opts)
-        self.pub_diagnostics = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+    def deactivate(self) -> None:
+        if self.inputs is not None:
+            self.inputs.destroy()
+            self.inputs = None
+        self._running = False
+        if self._slot is not None:
+            self._slot.close()
+        if self._worker is not None and self._worker.is_alive():
+            self._worker.join(timeout=10.0)
+        self._worker = None
+        if self._diag_timer is not None:
+            self.node.destroy_timer(self._diag_timer)
+            self._diag_timer = None
+        for pub in self._publishers:
+            self.node.destroy_publisher(pub)
+        self._publishers = []
 
-    def _create_subscriptions(self) -> None:
-        opts = {'qos_overriding_options': qos.overridable()}
-        if self.params.input_compressed:
-            self.create_subscription(CompressedImage, 'image/compressed', self._on_image,
-                                     qos.SENSOR_INPUT, **opts)
-        else:
-            self.create_subscription(Image, 'image', self._on_image, qos.SENSOR_INPUT, **opts)
-        if self.params.use_depth:
-            self.create_subscription(Image, 'depth', self._on_depth, qos.SENSOR_INPUT, **opts)
-            self.create_subscription(CameraInfo, 'camera_info', self._on_camera_info,
-                                     qos.CAMERA_INFO_INPUT, **opts)
+    def cleanup(self) -> None:
+        self.pipeline = None
+        import torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
+    # ----------------------------------------------------------------------------- parameters
     def _on_set_parameters(self, params):
         result = validate_all(params, self.params)
         if result.successful:
@@ -115,10 +156,14 @@ class YolactNode(Node):
             values = {name: getattr(self.params, name) for name in SPECS}
             values.update({p.name: p.value for p in params if p.name in SPECS})
             self.params = NodeParams.from_values(values)
+            if self.inputs is not None:
+                self.inputs.set_pairing(self.params.depth_slop, self.params.depth_wait)
         return result
 
     def _check_classes(self, params):
         """Reject class names the model does not know (names the valid ones)."""
+        if self.pipeline is None:
+            return None
         for param in params:
             if param.name != 'classes':
                 continue
@@ -130,37 +175,28 @@ class YolactNode(Node):
                     successful=False, reason=f'unknown class name(s) {unknown}; known: {names}...')
         return None
 
-    # ----------------------------------------------------------------------------- callbacks
-    def _on_image(self, msg) -> None:
+    # ----------------------------------------------------------------------------- worker
+    def _on_color(self) -> None:
         self._rate_in.tick()
         self._counters['received'] += 1
-        self._slot.put(msg)
 
-    def _on_depth(self, msg: Image) -> None:
-        with self._depth_lock:
-            self._depth_buffer.append((stamp_s(msg.header), msg))
-            self._depth_lock.notify_all()
-
-    def _on_camera_info(self, msg: CameraInfo) -> None:
-        self._camera_info = msg
-
-    # ----------------------------------------------------------------------------- worker
-    def _worker_loop(self) -> None:
+    def _worker_loop(self, slot: LatestSlot) -> None:
         while self._running:
-            msg = self._slot.take(timeout_s=0.2)
-            if msg is None:
+            frame = slot.take(timeout_s=0.2)
+            if frame is None:
                 continue
             try:
-                self._process(msg)
+                self._process(frame)
             except Exception as exc:  # noqa: BLE001 - the node must survive any single frame
-                if not self.context.ok():
-                    return  # shutting down (Ctrl-C): publishers are gone, nothing to report
-                self._bad_input('processing', f'frame skipped: {type(exc).__name__}: {exc}')
+                if not self.node.context.ok() or not self._running:
+                    return  # shutting down: publishers are gone, nothing to report
+                self._counters['failed'] += 1
+                self._report('processing', f'frame skipped: {type(exc).__name__}: {exc}')
 
-    def _process(self, msg) -> None:
-        params = self.params
+    def _process(self, frame: RgbdFrame) -> None:
+        params, msg = self.params, frame.color
         began = time.perf_counter()
-        image_bgr = self._decode(msg)
+        image_bgr = self._decode(msg, params)
         if image_bgr is None:
             return
         decoded = time.perf_counter()
@@ -168,32 +204,35 @@ class YolactNode(Node):
                                        min_mask_area=params.min_mask_area)
         depth_began = time.perf_counter()
         if params.use_depth:
-            self._attach_depth(result, msg.header, params)
+            self._attach_depth(result, frame, params)
         start = time.perf_counter()
         self._publish(result, msg.header, image_bgr, params)
         done = time.perf_counter()
         timings = result.timings_ms
         timings['decode'] = (decoded - began) * 1e3
         timings['publish'] = (done - start) * 1e3
-        # the node's own work: all but the forward pass and the depth step (waiting + projection)
+        # the node's own work: all but the forward pass and the depth step
         timings['overhead'] = ((done - began) - (start - depth_began)) * 1e3 - timings['forward']
         self._stats.add_all(timings)
-        self._stats.add('latency', (self.get_clock().now().nanoseconds * 1e-9
+        self._stats.add('latency', (self.node.get_clock().now().nanoseconds * 1e-9
                                     - stamp_s(msg.header)) * 1e3)
         self._stats.add('instances', float(len(result)))
         self._rate_out.tick()
         self._counters['processed'] += 1
 
-    def _decode(self, msg):
+    def _decode(self, msg, params: NodeParams):
         """bgr8 array of an Image/CompressedImage, or None after a throttled error."""
         try:
             if isinstance(msg, CompressedImage):
-                return compressed_to_bgr8(msg)
-            return image_to_bgr8(msg)
+                return compressed_to_bgr8(msg, params.max_image_pixels)
+            return image_to_bgr8(msg, params.max_image_pixels)
+        except ImageTooLarge as exc:
+            self._counters['bad_input'] += 1
+            self._report('image_too_large', f'input image too large: {exc}')
         except ValueError as exc:
             self._counters['bad_input'] += 1
-            self._bad_input('image', f'bad input image, frame skipped: {exc}')
-            return None
+            self._report('image', f'bad input image, frame skipped: {exc}')
+        return None
 
     def _inference_params(self, params: NodeParams) -> InferenceParams:
         names = list(self.pipeline.class_names)
@@ -203,8 +242,8 @@ class YolactNode(Node):
                                max_detections=params.max_detections,
                                class_ids=class_ids or None)
 
-    def _attach_depth(self, result: FrameResult, header, params: NodeParams) -> None:
-        depth = self._match_depth(stamp_s(header), params)
+    def _attach_depth(self, result: FrameResult, frame: RgbdFrame, params: NodeParams) -> None:
+        depth = self._depth_input(frame, result.image_size, params)
         if depth is None:
             self._counters['without_depth'] += 1
             return
@@ -215,32 +254,25 @@ class YolactNode(Node):
                 want_points=params.publish_points)
         except ValueError as exc:
             self._counters['without_depth'] += 1
-            self._bad_input('depth', f'depth not used: {exc}')
+            self._report('depth', f'depth not used: {exc}')
+            return
+        self._counters['with_depth'] += 1
 
-    def _match_depth(self, target_s: float, params: NodeParams) -> DepthInput | None:
-        """The depth image nearest in time (within depth_slop) with camera_info, else None."""
-        info = self._camera_info
-        if info is None:
-            self._bad_input('camera_info', 'no camera_info received yet: publishing without 3D')
+    def _depth_input(self, frame: RgbdFrame, image_hw, params: NodeParams) -> DepthInput | None:
+        """Depth in metres with intrinsics scaled to it, checked against the colour image."""
+        if frame.depth is None:
             return None
-        deadline = time.monotonic() + min(params.depth_slop, 0.2)
-        with self._depth_lock:
-            # The depth frame may trail the colour frame a little: wait while none is newer.
-            self._depth_lock.wait_for(
-                lambda: any(s >= target_s for s, _ in self._depth_buffer),
-                timeout=max(0.0, deadline - time.monotonic()))
-            buffered = list(self._depth_buffer)
-        index = nearest_stamp([s for s, _ in buffered], target_s, params.depth_slop)
-        if index is None:
-            return None
-        depth_msg = buffered[index][1]
+        depth_msg, info = frame.depth, frame.info
         try:
-            depth_m = depth_to_meters(image_to_numpy(depth_msg), depth_msg.encoding,
-                                      params.depth_scale or None)
+            check_rgbd_geometry(image_hw, (int(depth_msg.height), int(depth_msg.width)),
+                                (int(info.width), int(info.height)))
+            depth_m = depth_to_meters(image_to_numpy(depth_msg, params.max_image_pixels),
+                                      depth_msg.encoding, params.depth_scale or None)
             intrinsics = CameraIntrinsics.from_k(list(info.k), info.width, info.height)
             intrinsics = intrinsics.scaled_to(depth_m.shape[1], depth_m.shape[0])
         except ValueError as exc:
-            self._bad_input('depth', f'bad depth image or camera_info, frame without 3D: {exc}')
+            self._counters['depth_rejected'] += 1
+            self._report('depth', f'bad depth image or camera_info, frame without 3D: {exc}')
             return None
         return DepthInput(depth_m=depth_m, intrinsics=intrinsics)
 
@@ -268,29 +300,38 @@ class YolactNode(Node):
         if params.publish_points and result.points_m is not None:
             self.pub_points.publish(result_to_cloud(result, header))
 
+    def counters(self) -> dict[str, int]:
+        """Frame counters: received, processed, dropped, bad_input, paired, unpaired, ..."""
+        counters = dict(self._counters)
+        counters['dropped'] = self._slot.dropped if self._slot is not None else 0
+        if self.inputs is not None and self.inputs.use_depth:
+            counters['paired'] = self.inputs.sync.paired
+            counters['unpaired'] = self.inputs.sync.unpaired
+            counters['depth_received'] = self.inputs.sync.depth_received
+        return counters
+
     def _publish_diagnostics(self) -> None:
+        predictor = self.pipeline.predictor
+        inputs = {}
+        if self.inputs is not None:
+            inputs = {item.label: item.reliability for item in self.inputs.inputs}
         self.pub_diagnostics.publish(build_diagnostics(
-            stamp=self.get_clock().now().to_msg(), node_name=self.get_fully_qualified_name(),
-            device=str(self.pipeline.predictor.device), model=self.pipeline.predictor.cfg.name,
-            input_rate_hz=self._rate_in.rate_hz(), output_rate_hz=self._rate_out.rate_hz(),
-            counters={**self._counters, 'dropped': self._slot.dropped},
-            stages=self._stats.summary()))
+            stamp=self.node.get_clock().now().to_msg(),
+            node_name=self.node.get_fully_qualified_name(), device=str(predictor.device),
+            model=predictor.cfg.name, input_rate_hz=self._rate_in.rate_hz(),
+            output_rate_hz=self._rate_out.rate_hz(), counters=self.counters(),
+            stages=self._stats.summary(), input_qos=inputs))
 
-    def _bad_input(self, kind: str, text: str) -> None:
-        """Log ``text`` at most once every BAD_INPUT_LOG_PERIOD_S seconds per distinct problem
-        (same kind and same message apart from numbers), so a broken stream cannot flood logs."""
-        key = kind + ':' + re.sub(r'\d+', '#', text)
-        now = time.monotonic()
-        if now - self._bad_input_logged.get(key, -1e9) >= BAD_INPUT_LOG_PERIOD_S:
-            self._bad_input_logged[key] = now
-            self.get_logger().error(text)
-
-    def destroy_node(self):
-        self._running = False
-        self._slot.close()
-        if self._worker.is_alive():
-            self._worker.join(timeout=5.0)
-        return super().destroy_node()
+    def _report(self, kind: str, text: str) -> None:
+        """Log ``text`` at most once every BAD_INPUT_LOG_PERIOD_S seconds per kind of problem
+        (never per distinct text), so a stream of distinct bad inputs cannot flood the log."""
+        suppressed = self._throttle.admit(kind)
+        if suppressed is None:
+            return
+        more = f' ({suppressed} more like this in the last {BAD_INPUT_LOG_PERIOD_S:.0f} s)' \
+            if suppressed else ''
+        logger = self.node.get_logger()
+        (logger.warning if kind == 'pairing' else logger.error)(text + more)
 
 
 def _depth_texts(result: FrameResult) -> list[str | None] | None:
@@ -298,6 +339,25 @@ def _depth_texts(result: FrameResult) -> list[str | None] | None:
         return None
     return [f'{inst.position_m[2]:.2f} m' if inst.has_position else None
             for inst in result.instances_3d]
+
+
+class YolactNode(Node):
+    """YOLACT instance segmentation node. Raises StartupError when the model cannot load."""
+
+    def __init__(self, **kwargs):
+        super().__init__('yolact', **kwargs)
+        self.params = declare_parameters(self)
+        self.runtime = YolactRuntime(self, self.params)
+        self.runtime.configure()
+        self.runtime.activate()
+
+    @property
+    def pipeline(self) -> FramePipeline:
+        return self.runtime.pipeline
+
+    def destroy_node(self):
+        self.runtime.deactivate()
+        return super().destroy_node()
 
 
 def main(args=None) -> int:

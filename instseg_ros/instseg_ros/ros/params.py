@@ -26,6 +26,7 @@ class ParamSpec:
     min_value: float | None = None
     max_value: float | None = None
     dynamic_typing: bool = False
+    choices: tuple[str, ...] = ()
 
 
 PARAMETERS: tuple[ParamSpec, ...] = (
@@ -45,8 +46,17 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('num_threads', 0, 'CPU threads for torch in this process (0 = torch default). '
               'On small CPUs shared with other processes, 1 is often fastest.', read_only=True,
               min_value=0, max_value=256),
-    ParamSpec('input_compressed', False, 'Subscribe to image/compressed (JPEG/PNG '
-              'sensor_msgs/CompressedImage) instead of image.', read_only=True),
+    ParamSpec('input_compressed', False, 'Subscribe to <image>/compressed (JPEG/PNG '
+              'sensor_msgs/CompressedImage, image_transport naming: the remapped image topic + '
+              '"/compressed") instead of image.', read_only=True),
+    ParamSpec('input_reliability', 'auto', "QoS reliability of every input subscription: 'auto' "
+              '(reliable when every publisher on the topic is reliable, else best effort; '
+              "re-checked when publishers change), 'reliable' or 'best_effort'. A YAML "
+              'qos_overrides entry for a topic wins.', read_only=True,
+              choices=('auto', 'reliable', 'best_effort')),
+    ParamSpec('max_image_pixels', 4096 * 4096, 'Input images (raw or compressed, read from the '
+              'header before decoding) with more pixels than this are rejected with one error.',
+              min_value=1, max_value=1 << 31),
     # --- detection (runtime) ---
     ParamSpec('score_threshold', 0.3, 'Minimum detection score to publish an instance.',
               min_value=0.0, max_value=1.0),
@@ -76,6 +86,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               '3D (camera optical frame of the image header).', read_only=True),
     ParamSpec('depth_slop', 0.05, 'Maximum |stamp difference| in seconds between a colour image '
               'and the depth image paired with it.', min_value=0.0, max_value=10.0),
+    ParamSpec('depth_wait', 0.25, 'Longest time in seconds a colour frame waits for its depth '
+              'image before it is processed without 3D (only while depth images arrive).',
+              min_value=0.0, max_value=5.0),
     ParamSpec('min_depth', 0.1, 'Depth values below this (metres) are ignored.',
               min_value=0.0, max_value=1000.0),
     ParamSpec('max_depth', 10.0, 'Depth values above this (metres) are ignored.',
@@ -104,6 +117,8 @@ class NodeParams:
     half: bool
     num_threads: int
     input_compressed: bool
+    input_reliability: str
+    max_image_pixels: int
     score_threshold: float
     nms_threshold: float
     top_k: int
@@ -120,6 +135,7 @@ class NodeParams:
     diagnostics_period: float
     use_depth: bool
     depth_slop: float
+    depth_wait: float
     min_depth: float
     max_depth: float
     depth_scale: float
@@ -179,6 +195,8 @@ def validate(name: str, value: Any, current: NodeParams) -> str | None:
         return None  # not ours (e.g. use_sim_time, qos_overrides.*)
     if spec.read_only:
         return f'{name} is read-only: restart the node to change it'
+    if spec.choices and value not in spec.choices:
+        return f'{name}={value!r} is not one of {", ".join(spec.choices)}'
     if name == 'classes':
         if not isinstance(value, (str, list, tuple)) or not all(
                 isinstance(v, str) for v in (value if not isinstance(value, str) else [value])):

@@ -20,8 +20,14 @@ from instseg_ros.ros.conversions import bgr8_to_compressed, numpy_to_image
 from instseg_ros.ros.entry import spin_node
 from instseg_ros.synth.scene import Camera, render_scene
 
-CAMERA_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                        reliability=ReliabilityPolicy.RELIABLE)
+_RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,
+                'best_effort': ReliabilityPolicy.BEST_EFFORT}
+
+
+def camera_qos(reliability: str, depth: int = 5) -> QoSProfile:
+    """Publisher QoS of real drivers: keep last ``depth``, reliable (most) or best effort."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      reliability=_RELIABILITY[reliability])
 
 
 def camera_info_msg(camera: Camera, header) -> CameraInfo:
@@ -48,23 +54,34 @@ class SyntheticCamera(Node):
         self.frame_id = self.declare_parameter('frame_id', 'camera_color_optical_frame').value
         self.depth_encoding = self.declare_parameter('depth_encoding', '16UC1').value
         self.compressed = self.declare_parameter('publish_compressed', False).value
+        self.max_frames = self.declare_parameter('max_frames', 0).value  # 0 = no limit
+        reliability = self.declare_parameter('reliability', 'reliable').value
+        if reliability not in _RELIABILITY:
+            raise ValueError(f"reliability must be reliable or best_effort, not {reliability!r}")
+        qos = camera_qos(reliability, self.declare_parameter('history_depth', 5).value)
         if self.depth_encoding not in ('16UC1', '32FC1'):
             raise ValueError(f"depth_encoding must be 16UC1 or 32FC1, not {self.depth_encoding!r}")
         self.camera = Camera(width=width, height=height)
         self.scenes = [render_scene(seed + i, self.camera) for i in range(max(1, pool))]
-        self.pub_image = self.create_publisher(Image, 'color/image_raw', CAMERA_QOS)
+        self.pub_image = self.create_publisher(Image, 'color/image_raw', qos)
         self.pub_compressed = (self.create_publisher(CompressedImage,
-                                                     'color/image_raw/compressed', CAMERA_QOS)
+                                                     'color/image_raw/compressed', qos)
                                if self.compressed else None)
-        self.pub_info = self.create_publisher(CameraInfo, 'color/camera_info', CAMERA_QOS)
+        self.pub_info = self.create_publisher(CameraInfo, 'color/camera_info', qos)
         self.pub_depth = self.create_publisher(Image, 'aligned_depth_to_color/image_raw',
-                                               CAMERA_QOS)
+                                               qos)
         self.frame = 0
         self.timer = self.create_timer(1.0 / self.rate, self.publish_frame)
         self.get_logger().info(f'Publishing {len(self.scenes)} synthetic {width}x{height} RGB-D '
-                               f'scenes at {self.rate} Hz (seeds {seed}..{seed + len(self.scenes) - 1})')
+                               f'scenes at {self.rate} Hz, {reliability} (seeds {seed}..{seed + len(self.scenes) - 1})')
 
     def publish_frame(self) -> None:
+        if self.max_frames and self.frame >= self.max_frames:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+                self.get_logger().info(f'Published {self.frame} frames (max_frames reached)')
+            return
         scene = self.scenes[self.frame % len(self.scenes)]
         self.frame += 1
         stamp = self.get_clock().now().to_msg()
