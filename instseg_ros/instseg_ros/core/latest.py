@@ -10,10 +10,12 @@ from typing import Any, Callable
 class LatestSlot:
     """Holds at most one item; ``put`` replaces an unconsumed item and counts it as dropped.
 
-    With ``prefer`` (a predicate, e.g. "this colour frame has its depth"), a held preferred item
-    is not replaced by a newer item that is not preferred while the held one is younger than
-    ``max_hold_s``: the worker takes the newest *complete* frame, and latency stays bounded by
-    ``max_hold_s`` plus one processing time. The item that loses is counted as dropped.
+    With ``prefer`` (a predicate, e.g. "this colour frame has its depth"), the newest *preferred*
+    item wins for up to ``max_hold_s``: a held preferred item is not replaced by a newer item
+    that is not preferred while the held one is younger than that, and ``take`` hands out an
+    item that is not preferred only once it has waited ``max_hold_s`` without a preferred one
+    arriving. Latency stays bounded by ``max_hold_s`` plus one processing time. The item that
+    loses is counted as dropped.
     """
 
     def __init__(self, prefer: Callable[[Any], bool] | None = None, max_hold_s: float = 0.0,
@@ -23,7 +25,8 @@ class LatestSlot:
         self._has_item = False
         self._closed = False
         self._prefer, self._max_hold_s, self._clock = prefer, float(max_hold_s), clock
-        self._put_at = 0.0
+        self._put_at = 0.0     # when the held item was put
+        self._filled_at = 0.0  # when the slot last went from empty to holding an item
         self.dropped = 0
 
     def put(self, item: Any) -> bool:
@@ -36,6 +39,8 @@ class LatestSlot:
                 if (self._prefer is not None and now - self._put_at < self._max_hold_s
                         and self._prefer(self._item) and not self._prefer(item)):
                     return True  # keep the held preferred item; the new one is dropped
+            if not self._has_item:
+                self._filled_at = now
             self._item, self._has_item, self._put_at = item, True, now
             self._cond.notify()
             return replaced
@@ -45,7 +50,12 @@ class LatestSlot:
         with self._cond:
             if not self._cond.wait_for(lambda: self._has_item or self._closed, timeout_s):
                 return None
-            if not self._has_item:
+            if self._prefer is not None:
+                self._cond.wait_for(lambda: self._closed or self._prefer(self._item)
+                                    or self._clock() - self._filled_at >= self._max_hold_s,
+                                    timeout=max(0.0, self._max_hold_s
+                                                - (self._clock() - self._filled_at)))
+            if not self._has_item or self._closed:
                 return None
             item, self._item, self._has_item = self._item, None, False
             return item

@@ -34,6 +34,7 @@ from instseg_ros.core.image_codec import (ImageTooLarge, compressed_to_bgr8, ima
 from instseg_ros.core.latest import LatestSlot
 from instseg_ros.core.pipeline import DepthInput, FramePipeline, FrameResult
 from instseg_ros.core.predictor import InferenceParams
+from instseg_ros.core import rgbd_sync
 from instseg_ros.core.rgbd_sync import RgbdFrame
 from instseg_ros.core.stats import RateMeter, RunningStats
 from instseg_ros.core.throttle import KindThrottle
@@ -51,7 +52,7 @@ from instseg_ros.ros.params import (PARAMETERS, SPECS, NodeParams, descriptor, n
 BAD_INPUT_LOG_PERIOD_S = 5.0
 #: a colour frame with depth waiting for the worker is not replaced by a newer one without depth
 #: while it is younger than this [s]
-PREFER_PAIRED_MAX_HOLD_S = 0.5
+PREFER_PAIRED_MAX_HOLD_S = 0.3
 
 
 def declare_parameters(node: Node) -> NodeParams:
@@ -106,8 +107,10 @@ class YolactRuntime:
         self.pub_diagnostics = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._publishers = [self.pub_instances, self.pub_overlay, self.pub_markers,
                             self.pub_labels, self.pub_points, self.pub_diagnostics]
-        # prefer the newest colour frame that has its depth (see LatestSlot)
-        self._slot = (LatestSlot(prefer=lambda frame: frame.depth is not None,
+        # prefer the newest colour frame that has its depth (see LatestSlot); without any depth
+        # stream there is nothing better to wait for
+        self._slot = (LatestSlot(prefer=lambda frame: frame.depth is not None
+                                 or frame.unpaired_reason == rgbd_sync.NO_DEPTH_YET,
                                  max_hold_s=PREFER_PAIRED_MAX_HOLD_S)
                       if self.params.use_depth else LatestSlot())
         self._running = True

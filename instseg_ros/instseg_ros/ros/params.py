@@ -86,7 +86,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               '3D (camera optical frame of the image header).', read_only=True),
     ParamSpec('depth_slop', 0.05, 'Maximum |stamp difference| in seconds between a colour image '
               'and the depth image paired with it.', min_value=0.0, max_value=10.0),
-    ParamSpec('depth_wait', 0.25, 'Longest time in seconds a colour frame waits for its depth '
+    ParamSpec('depth_wait', 0.5, 'Longest time in seconds a colour frame waits for its depth '
               'image before it is processed without 3D (only while depth images arrive).',
               min_value=0.0, max_value=5.0),
     ParamSpec('min_depth', 0.1, 'Depth values below this (metres) are ignored.',

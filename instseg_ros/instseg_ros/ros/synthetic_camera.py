@@ -2,6 +2,11 @@
 
 Publishes, with one stamp per frame and frame_id ``camera_color_optical_frame``:
   color/image_raw (bgr8), color/camera_info, aligned_depth_to_color/image_raw (16UC1 mm or 32FC1 m)
+camera_info and depth first, colour ``color_delay_ms`` later (real RGB-D cameras deliver their
+streams separately; with Fast DDS's default 512 kB shared-memory segment, a publisher that sends
+colour and depth of 640x480 back to back loses the earlier samples of the burst on a loaded
+machine, before any subscriber sees them). ``reliability`` (reliable | best_effort) and
+``history_depth`` set the publishers' QoS; ``max_frames`` stops after that many frames.
 Run under namespace ``camera`` to match the launch file's default remappings
 (``/camera/color/image_raw`` ...). Scenes are pre-rendered into a pool and cycled, so the rate is
 not limited by rendering.
@@ -10,6 +15,7 @@ not limited by rendering.
 from __future__ import annotations
 
 import sys
+import time
 
 import numpy as np
 from rclpy.node import Node
@@ -55,6 +61,9 @@ class SyntheticCamera(Node):
         self.depth_encoding = self.declare_parameter('depth_encoding', '16UC1').value
         self.compressed = self.declare_parameter('publish_compressed', False).value
         self.max_frames = self.declare_parameter('max_frames', 0).value  # 0 = no limit
+        # Colour follows depth by this much, as from a camera whose sensors deliver separately
+        # (RealSense without enable_sync); 0 publishes all three back to back in one burst.
+        self.color_delay_s = self.declare_parameter('color_delay_ms', 15.0).value / 1e3
         reliability = self.declare_parameter('reliability', 'reliable').value
         if reliability not in _RELIABILITY:
             raise ValueError(f"reliability must be reliable or best_effort, not {reliability!r}")
@@ -95,6 +104,8 @@ class SyntheticCamera(Node):
         depth.header = image.header
         self.pub_info.publish(camera_info_msg(self.camera, image.header))
         self.pub_depth.publish(depth)
+        if self.color_delay_s > 0:
+            time.sleep(self.color_delay_s)
         self.pub_image.publish(image)
         if self.pub_compressed is not None:
             compressed = bgr8_to_compressed(scene.image_bgr, 'jpeg')

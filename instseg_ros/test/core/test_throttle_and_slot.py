@@ -53,3 +53,23 @@ def test_slot_prefers_a_complete_frame_for_a_bounded_time():
     slot.put('e')
     slot.put('f+depth')                                  # complete replaces incomplete
     assert slot.take(0.0) == 'f+depth' and slot.dropped == 3
+
+
+def test_take_waits_a_bounded_time_for_a_preferred_item():
+    import threading
+    import time
+    slot = LatestSlot(prefer=lambda item: item.endswith('+depth'), max_hold_s=0.3)
+    slot.put('a')
+    began = time.monotonic()
+    assert slot.take(1.0) == 'a'                         # nothing better came: after the hold
+    assert 0.25 <= time.monotonic() - began < 1.0
+    slot.put('b')
+    threading.Timer(0.05, slot.put, args=('c+depth',)).start()
+    began = time.monotonic()
+    assert slot.take(1.0) == 'c+depth'                   # a complete frame ends the wait early
+    assert time.monotonic() - began < 0.25
+    for item in ('d', 'e', 'f'):                         # replacements do not extend the hold
+        slot.put(item)
+        time.sleep(0.12)
+    began = time.monotonic()
+    assert slot.take(1.0) == 'f' and time.monotonic() - began < 0.1

@@ -62,8 +62,8 @@ def client(make_node, spin_until, node_process):
 
 
 def publish_until(node, spin_until, pub, msg, predicate, timeout_s=60.0, period_s=1.0):
-    """Publish ``msg`` every ``period_s`` until ``predicate()`` holds. The node's image
-    subscription is best effort (its default), so a single large frame may be lost in transit."""
+    """Publish ``msg`` every ``period_s`` until ``predicate()`` holds (the node may still be
+    re-subscribing to match this publisher's QoS when the first one goes out)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         pub.publish(msg)
@@ -257,7 +257,7 @@ def test_compressed_input_and_undecodable_data(make_node, spin_until, weights, t
     proc = start(node_command(node_name='yolact_jpeg', params_file=PARAMS_FILE,
                               parameters={'weights': str(weights), 'device': 'cpu',
                                           'input_compressed': True, 'score_threshold': 0.05},
-                              remaps={'image/compressed': '/jpeg_cam/image/compressed',
+                              remaps={'image': '/jpeg_cam/image',  # -> /jpeg_cam/image/compressed
                                       'instances': '/jpeg_cam/instances'}), log)
     try:
         node = make_node('compressed_client')
