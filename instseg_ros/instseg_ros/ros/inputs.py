@@ -3,7 +3,7 @@
 ``MatchedSubscription`` subscribes one topic with the reliability its publishers offer
 (``input_reliability: auto``): reliable when every publisher is reliable, so large
 frames arrive whole, and best effort otherwise, the only setting that matches best-effort
-drivers. It re-checks the publishers from a timer and re-subscribes when the set changes; a YAML
+drivers; reliable while there is no publisher yet (most drivers are). It re-checks the publishers from a timer and re-subscribes when the set changes; a YAML
 override of the topic's reliability always wins. ``CameraInputs`` owns the colour (raw or
 ``<image>/compressed``), depth and camera_info subscriptions, pairs them with
 :class:`~instseg_ros.core.rgbd_sync.RgbdSync` and hands each resolved frame to ``deliver``.
@@ -51,7 +51,9 @@ class MatchedSubscription:
         elif mode == 'best_effort':
             wanted = ReliabilityPolicy.BEST_EFFORT
         else:
-            wanted = self._wanted(self._publishers) or ReliabilityPolicy.BEST_EFFORT
+            # no publisher yet: most drivers are reliable; a best-effort one is matched within
+            # QOS_CHECK_PERIOD_S of appearing
+            wanted = self._wanted(self._publishers) or ReliabilityPolicy.RELIABLE
         self.profile: QoSProfile = qos.input_profile(wanted)
         # rclpy applies the YAML overrides to this (our own) profile object, in place
         self.subscription = node.create_subscription(msg_type, topic, callback, self.profile,
@@ -105,7 +107,7 @@ class MatchedSubscription:
         elif self._fixed:
             why = 'QoS override from the parameters'
         elif not rels:
-            why = 'no publisher yet: best effort matches any; re-checked when one appears'
+            why = 'no publisher yet: reliable, as most drivers are; re-checked when one appears'
         elif len(rels) == 1 and 'reliable' in rels:
             why = 'every publisher is reliable'
         else:

@@ -333,8 +333,10 @@ class YolactRuntime:
             return
         more = f' ({suppressed} more like this in the last {BAD_INPUT_LOG_PERIOD_S:.0f} s)' \
             if suppressed else ''
-        logger = self.node.get_logger()
-        (logger.warning if kind == 'pairing' else logger.error)(text + more)
+        if kind == 'pairing':  # rclpy: one severity per call site
+            self.node.get_logger().warning(text + more)
+        else:
+            self.node.get_logger().error(text + more)
 
 
 def _depth_texts(result: FrameResult) -> list[str | None] | None:
