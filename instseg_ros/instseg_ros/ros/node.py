@@ -32,13 +32,14 @@ from instseg_ros.core.predictor import InferenceParams
 from instseg_ros.core.stats import RateMeter, RunningStats
 from instseg_ros.core.visualization import draw_overlay
 from instseg_ros.ros import qos
+from instseg_ros.ros.cli import node_help, wants_help
 from instseg_ros.ros.conversions import (compressed_to_bgr8, image_to_bgr8, image_to_numpy,
                                          InstancesPacker, numpy_to_image)
 from instseg_ros.ros.diagnostics import build_diagnostics
 from instseg_ros.ros.entry import spin_node
 from instseg_ros.ros.markers import MarkerBuilder, result_to_cloud
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
-from instseg_ros.ros.params import (PARAMETERS, SPECS, NodeParams, descriptor, normalize_classes,
+from instseg_ros.ros.params import (SPECS, NodeParams, declare_all, help_rows, normalize_classes,
                                    validate_all)
 
 BAD_INPUT_LOG_PERIOD_S = 5.0
@@ -55,10 +56,7 @@ class YolactNode(Node):
 
     def __init__(self, **kwargs):
         super().__init__('yolact', **kwargs)
-        for spec in PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, descriptor(spec))
-        self.params = NodeParams.from_values(
-            {spec.name: self.get_parameter(spec.name).value for spec in PARAMETERS})
+        self.params = declare_all(self)
         self.pipeline: FramePipeline = load_pipeline(self.params, self.get_logger())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self._stats = RunningStats(window=100)
@@ -301,8 +299,13 @@ def _depth_texts(result: FrameResult) -> list[str | None] | None:
 
 
 def main(args=None) -> int:
-    """Entry point (executable ``yolact_node``); exit code 2 when the model cannot load."""
-    return spin_node(YolactNode, args, fatal=(StartupError,))
+    """Entry point (executable ``yolact_node``); exit code 2 when the node cannot start."""
+    if wants_help(args):
+        print(node_help('yolact_node', __doc__, help_rows(),
+                        'yolact_node --ros-args -r __node:=yolact -p score_threshold:=0.5 '
+                        '-r image:=/camera/color/image_raw'))
+        return 0
+    return spin_node(YolactNode, args, fatal=(StartupError,), name='yolact')
 
 
 if __name__ == '__main__':
