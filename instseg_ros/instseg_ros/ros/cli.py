@@ -8,6 +8,7 @@ stays rcl's own help).
 from __future__ import annotations
 
 import sys
+import textwrap
 from typing import Iterable, Sequence
 
 
@@ -40,7 +41,8 @@ def parameter_lines(rows: Iterable[tuple]) -> list[str]:
         lo, hi = (limits + [None, None])[:2]
         bounds = f', range [{lo}, {hi}]' if lo is not None else ''
         lines.append(f'  {name:<{width}}  ({kind}, default {_format_value(default)}{bounds})')
-        lines.append(f'  {"":<{width}}    {description}')
+        lines += textwrap.wrap(description, width=100, initial_indent=' ' * 6,
+                               subsequent_indent=' ' * 6)
     return lines
 
 
