@@ -25,6 +25,7 @@ setup(
     entry_points={
         'console_scripts': [
             'yolact_node = instseg_ros.ros.node:main',
+            'yolact_lifecycle_node = instseg_ros.ros.lifecycle_node:main',
             'synthetic_camera = instseg_ros.ros.synthetic_camera:main',
             'instseg-train = instseg_ros.training.train:main',
             'instseg-eval = instseg_ros.training.evaluate:main',

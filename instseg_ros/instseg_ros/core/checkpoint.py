@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import re
+import textwrap
+import warnings
 from pathlib import Path
 
 import torch
@@ -75,8 +77,17 @@ def load_state_dict_file(path: str | os.PathLike) -> StateDict:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt data (RuntimeError, EOFError, Unpickling...)
         raise CheckpointError(f'{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch '
-                              f'weights file): {type(exc).__name__}: {str(exc)[:300]}') from exc
+                              f'weights file): {type(exc).__name__}: {_shorten(exc)}') from exc
     return drop_legacy_keys(_unwrap(obj, path))
+
+
+def _shorten(exc: BaseException, width: int = 300) -> str:
+    """``str(exc)`` on one line, cut at a word boundary (with ' ...') when longer than ``width``."""
+    return textwrap.shorten(' '.join(str(exc).split()), width=width, placeholder=' ...')
+
+
+class PresetMismatchWarning(UserWarning):
+    """The preset named by a checkpoint's file name does not fit its tensors (another one does)."""
 
 
 def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
@@ -155,11 +166,18 @@ def check_state_dict(path: str | os.PathLike, state_dict: StateDict, cfg: ModelC
 
 def infer_preset(path: str | os.PathLike, state_dict: StateDict, num_classes: int | None = None) -> ModelConfig:
     """ModelConfig for a checkpoint: preset from the file name if it fits the tensors, else from the
-    tensor shapes; num_classes from ``conf_layer`` unless given. Raises CheckpointError if none fits."""
-    candidates = [n for n in (preset_from_file_name(path), preset_from_shapes(state_dict)) if n]
+    tensor shapes (with a PresetMismatchWarning naming both when the file name named another one);
+    num_classes from ``conf_layer`` unless given. Raises CheckpointError if none fits."""
+    from_name = preset_from_file_name(path)
+    candidates = [n for n in (from_name, preset_from_shapes(state_dict)) if n]
     for name in dict.fromkeys(candidates):
         cfg = _config_for(name, state_dict, num_classes)
         if not any(_mismatches(state_dict, expected_shapes(cfg))):
+            if from_name is not None and name != from_name:
+                warnings.warn(f'{Path(path).name}: the file name says preset {from_name!r} but the '
+                              f'tensors fit {name!r}; loading it as {name!r} (pass preset:={name} '
+                              'to confirm, or check that this is the file you meant)',
+                              PresetMismatchWarning, stacklevel=2)
             return cfg
     if not candidates:
         raise CheckpointError(f'{path}: cannot infer the model preset from the file name or the tensors; '

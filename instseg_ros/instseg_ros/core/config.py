@@ -1,7 +1,7 @@
 """Model configurations: the six official YOLACT / YOLACT++ presets and a small CPU-trainable one.
 
 Pure core module (no ROS). Values follow the reference ``data/config.py``
-(dbolya/yolact @ 902073d); see shared/reference/YOLACT_SPEC.md sections 0, 2 and 5.
+(dbolya/yolact @ 902073d): backbones, FPN, anchors (scales, aspect ratios) and input sizes.
 """
 
 from __future__ import annotations

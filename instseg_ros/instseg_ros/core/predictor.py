@@ -30,11 +30,16 @@ def resolve_device(device: torch.device | str = 'auto') -> torch.device:
     """'auto' | 'cpu' | 'cuda' | 'cuda:N' (or a torch.device) -> torch.device.
 
     'auto' picks CUDA when available. A CUDA device requested on a host without CUDA gives a
-    ``RuntimeWarning`` and the CPU. A CUDA index beyond the visible devices raises ``ValueError``.
+    ``RuntimeWarning`` and the CPU. A CUDA index beyond the visible devices or a string that is not
+    a device name raises ``ValueError``.
     """
     if isinstance(device, str) and device.strip().lower() == 'auto':
         return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    resolved = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    try:
+        resolved = torch.device(device.strip().lower() if isinstance(device, str) else device)
+    except (RuntimeError, TypeError) as exc:  # torch: "Expected one of cpu, cuda, ... at start of"
+        raise ValueError(f"device {str(device)!r} is not a device name (auto, cpu, cuda, cuda:N)"
+                         ) from exc
     if resolved.type != 'cuda':
         return resolved
     if not torch.cuda.is_available():

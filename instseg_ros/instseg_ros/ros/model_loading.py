@@ -1,26 +1,38 @@
 """Startup: resolve the weights (user file or the shipped demo model) and build the pipeline.
 
-Errors here are fatal and user-facing: they become StartupError with a message saying what to do;
-the node's main() prints it and exits non-zero.
+Errors here are fatal and user-facing: they become StartupError with a one-line message saying
+what is wrong and what to pass; the node's main() prints it and exits with code 2. Python
+warnings from the core (CUDA requested but absent, FP16 on the CPU, file name vs tensor shapes)
+are passed on as ROS warnings.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pathlib
+import warnings
 
 import torch
+import yaml
 
 from instseg_ros.core.checkpoint import CheckpointError
 from instseg_ros.core.classes import load_class_names
 from instseg_ros.core.pipeline import FramePipeline
-from instseg_ros.core.predictor import Predictor
+from instseg_ros.core.predictor import Predictor, resolve_device
+from instseg_ros.ros.errors import StartupError
+
+__all__ = ['SHIPPED_WEIGHTS', 'StartupError', 'load_pipeline', 'resolve_weights']
 
 #: The small model trained on synthetic shapes and shipped inside the package.
 SHIPPED_WEIGHTS = pathlib.Path(__file__).resolve().parent.parent / 'models' / 'yolact_small_synth.pth'
 
+#: what reading a class-name file can raise (missing, not UTF-8, bad JSON/YAML, YAML tags, shape)
+_CLASS_FILE_ERRORS = (OSError, ValueError, yaml.YAMLError)
 
-class StartupError(RuntimeError):
-    """The node cannot start (missing or mismatched weights, bad class list)."""
+
+def one_line(text: str) -> str:
+    """``text`` with its line breaks folded into '; ' (messages must stay one line)."""
+    return '; '.join(part.strip() for part in str(text).splitlines() if part.strip())
 
 
 def resolve_weights(weights: str, logger) -> pathlib.Path:
@@ -41,21 +53,58 @@ def resolve_weights(weights: str, logger) -> pathlib.Path:
     return path
 
 
+def _class_names(params, weights: pathlib.Path):
+    """Names from class_names_file, else from the ``<stem>.json`` side-car, else None."""
+    if params.class_names_file:
+        try:
+            return load_class_names(params.class_names_file)
+        except _CLASS_FILE_ERRORS as exc:
+            raise StartupError(f'cannot read class_names_file {params.class_names_file!r}: '
+                               f'{one_line(exc)}. Pass a text file with one class name per line '
+                               '(or a JSON/YAML list)') from None
+    sidecar = weights.with_suffix('.json')
+    if not sidecar.is_file():
+        return None
+    try:
+        return load_class_names(sidecar)
+    except _CLASS_FILE_ERRORS as exc:
+        raise StartupError(f'cannot read the class-name side-car {str(sidecar)!r} of the weights: '
+                           f'{one_line(exc)}. Fix or remove it, or pass class_names_file:=') from None
+
+
+@contextlib.contextmanager
+def warnings_to_log(logger):
+    """Log the Python warnings raised inside the block as ROS warnings (not printed raw)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        yield
+    for warning in caught:
+        logger.warning(one_line(warning.message))
+
+
+def _device(params) -> torch.device:
+    try:
+        return resolve_device(params.device)
+    except ValueError as exc:
+        raise StartupError(f'{one_line(exc)}. Pass device:=auto, cpu, cuda or cuda:N') from None
+
+
 def load_pipeline(params, logger) -> FramePipeline:
     """Build the FramePipeline from the node parameters (weights, preset, device, half, names)."""
     path = resolve_weights(params.weights, logger)
     if params.num_threads > 0:
         torch.set_num_threads(params.num_threads)  # this process only (the node's own choice)
-    try:
-        names = load_class_names(params.class_names_file) if params.class_names_file else None
-    except (OSError, ValueError) as exc:
-        raise StartupError(f'cannot read class_names_file {params.class_names_file!r}: {exc}') from exc
-    try:
-        predictor = Predictor.from_checkpoint(str(path), preset=params.preset,
-                                              device=params.device, half=params.half,
-                                              class_names=names)
-    except CheckpointError as exc:
-        raise StartupError(f'{exc}\nCheck weights:= and preset:= (auto infers the preset from '
-                           'the file name, e.g. yolact_resnet50_54_800000.pth).') from exc
+    names = _class_names(params, path)
+    with warnings_to_log(logger):
+        device = _device(params)
+        try:
+            predictor = Predictor.from_checkpoint(str(path), preset=params.preset, device=device,
+                                                  half=params.half, class_names=names)
+        except CheckpointError as exc:
+            raise StartupError(f'{one_line(exc)} Check weights:= and preset:= (auto infers the '
+                               'preset from the file name, e.g. yolact_resnet50_54_800000.pth)'
+                               ) from None
+        except ValueError as exc:  # e.g. class names that do not fit the model
+            raise StartupError(f'{path}: {one_line(exc)}') from None
     predictor.warmup()
     return FramePipeline(predictor)

@@ -40,14 +40,15 @@ from instseg_ros.core.stats import RateMeter, RunningStats
 from instseg_ros.core.throttle import KindThrottle
 from instseg_ros.core.visualization import draw_overlay
 from instseg_ros.ros import qos
+from instseg_ros.ros.cli import node_help, wants_help
 from instseg_ros.ros.conversions import InstancesPacker, numpy_to_image
 from instseg_ros.ros.diagnostics import build_diagnostics
 from instseg_ros.ros.entry import spin_node
 from instseg_ros.ros.inputs import CameraInputs, stamp_s
 from instseg_ros.ros.markers import MarkerBuilder, result_to_cloud
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
-from instseg_ros.ros.params import (PARAMETERS, SPECS, NodeParams, descriptor, normalize_classes,
-                                    validate_all)
+from instseg_ros.ros.params import (PARAMETERS, SPECS, NodeParams, declare_all, help_rows,
+                                    normalize_classes, validate_all)
 
 BAD_INPUT_LOG_PERIOD_S = 5.0
 #: a colour frame with depth waiting for the worker is not replaced by a newer one without depth
@@ -56,15 +57,15 @@ PREFER_PAIRED_MAX_HOLD_S = 0.3
 
 
 def declare_parameters(node: Node) -> NodeParams:
-    """Declare every parameter of the table on ``node``; the typed snapshot of their values."""
+    """Declare every parameter of the table on ``node`` (params.declare_all: types converted,
+    ranges checked, StartupError with one line otherwise) and check the choices."""
+    params = declare_all(node)
     for spec in PARAMETERS:
-        node.declare_parameter(spec.name, spec.default, descriptor(spec))
-    values = {spec.name: node.get_parameter(spec.name).value for spec in PARAMETERS}
-    for spec in PARAMETERS:
-        if spec.choices and values[spec.name] not in spec.choices:
-            raise StartupError(f'{spec.name}:={values[spec.name]!r} is not valid: pass one of '
+        value = getattr(params, spec.name)
+        if spec.choices and value not in spec.choices:
+            raise StartupError(f'{spec.name}:={value!r} is not valid: pass one of '
                                f'{", ".join(spec.choices)}')
-    return NodeParams.from_values(values)
+    return params
 
 
 class YolactRuntime:
@@ -366,8 +367,13 @@ class YolactNode(Node):
 
 
 def main(args=None) -> int:
-    """Entry point (executable ``yolact_node``); exit code 2 when the model cannot load."""
-    return spin_node(YolactNode, args, fatal=(StartupError,))
+    """Entry point (executable ``yolact_node``); exit code 2 when the node cannot start."""
+    if wants_help(args):
+        print(node_help('yolact_node', __doc__, help_rows(),
+                        'yolact_node --ros-args -r __node:=yolact -p score_threshold:=0.5 '
+                        '-r image:=/camera/color/image_raw'))
+        return 0
+    return spin_node(YolactNode, args, fatal=(StartupError,), name='yolact')
 
 
 if __name__ == '__main__':

@@ -14,6 +14,8 @@ from typing import Any
 from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
                                 ParameterType, SetParametersResult)
 
+from instseg_ros.ros.errors import StartupError
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -226,3 +228,93 @@ def validate_all(params: list, current: NodeParams) -> SetParametersResult:
 def field_names() -> list[str]:
     """Names of NodeParams fields (== parameter names)."""
     return [f.name for f in fields(NodeParams)]
+
+
+def _type_name(default: Any) -> str:
+    if isinstance(default, bool):
+        return 'true or false'
+    if isinstance(default, int):
+        return 'a whole number'
+    if isinstance(default, float):
+        return 'a number'
+    return 'a string'
+
+
+def _range_text(spec: ParamSpec) -> str:
+    return f' in [{spec.min_value}, {spec.max_value}]' if spec.min_value is not None else ''
+
+
+def startup_value(spec: ParamSpec, value: Any) -> Any:
+    """``value`` converted to the declared type of ``spec`` and range-checked.
+
+    An integer for a double becomes a float (``score_threshold:=1`` -> 1.0), an integral float for
+    an integer becomes an int, a number for a string becomes its text. Raises ValueError (one line:
+    what is wrong and what to pass) for anything else or a value outside the range.
+    """
+    default, name = spec.default, spec.name
+    converted: Any = None
+    if isinstance(default, bool):
+        converted = value if isinstance(value, bool) else None
+    elif isinstance(default, int):
+        if isinstance(value, int) and not isinstance(value, bool):
+            converted = value
+        elif isinstance(value, float) and value.is_integer():
+            converted = int(value)
+    elif isinstance(default, float):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            converted = float(value)
+    elif isinstance(default, str):
+        if isinstance(value, str):
+            converted = value
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            converted = str(value)
+    else:
+        converted = value
+    if converted is None:
+        raise ValueError(f'parameter {name}: {value!r} is not {_type_name(default)}; pass '
+                         f'{_type_name(default)}{_range_text(spec)}, e.g. '
+                         f'{name}:={_example(default)}')
+    if spec.min_value is not None and not spec.min_value <= converted <= spec.max_value:
+        raise ValueError(f'parameter {name}: {converted} is outside [{spec.min_value}, '
+                         f'{spec.max_value}]; pass a value in that range')
+    return converted
+
+
+def _example(default: Any) -> str:
+    if isinstance(default, bool):
+        return 'true' if default else 'false'
+    return str(default) if default != '' else '<text>'
+
+
+def declare(node, spec: ParamSpec) -> Any:
+    """Declare one parameter with its descriptor, converting the value given at startup."""
+    if spec.dynamic_typing:
+        return node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
+    # Read the override (params file / -p) untyped first: rclpy would raise on 1 for a double.
+    given = node.declare_parameter(spec.name, spec.default,
+                                   ParameterDescriptor(dynamic_typing=True)).value
+    node.undeclare_parameter(spec.name)
+    try:
+        value = startup_value(spec, given)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    return node.declare_parameter(spec.name, value, descriptor(spec), ignore_override=True).value
+
+
+def declare_all(node) -> NodeParams:
+    """Declare every parameter of ``PARAMETERS`` on ``node`` and return their typed snapshot.
+
+    Raises StartupError (one line) for a wrong-type or out-of-range value given at startup, or
+    min_depth not below max_depth.
+    """
+    values = {spec.name: declare(node, spec) for spec in PARAMETERS}
+    if values['min_depth'] >= values['max_depth']:
+        raise StartupError(f"min_depth ({values['min_depth']}) must be below max_depth "
+                           f"({values['max_depth']}); pass e.g. min_depth:=0.1 max_depth:=10.0")
+    return NodeParams.from_values(values)
+
+
+def help_rows(specs=PARAMETERS) -> list[tuple]:
+    """(name, default, description, min, max) of every parameter of ``specs``, for ``--help``."""
+    return [(s.name, s.default, s.description + (' Read-only.' if s.read_only else ''),
+             s.min_value, s.max_value) for s in specs]

@@ -22,12 +22,38 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from instseg_ros.ros.cli import node_help, wants_help
 from instseg_ros.ros.conversions import bgr8_to_compressed, numpy_to_image
 from instseg_ros.ros.entry import spin_node
+from instseg_ros.ros.errors import StartupError
+from instseg_ros.ros.params import ParamSpec, declare, help_rows
 from instseg_ros.synth.scene import Camera, render_scene
 
 _RELIABILITY = {'reliable': ReliabilityPolicy.RELIABLE,
                 'best_effort': ReliabilityPolicy.BEST_EFFORT}
+
+#: the camera's parameters (declared with params.declare: an integer for a double is fine)
+CAMERA_PARAMETERS = (
+    ParamSpec('rate', 10.0, 'Frames per second.', min_value=0.1, max_value=1000.0),
+    ParamSpec('width', 640, 'Image width [px].', min_value=16, max_value=8192),
+    ParamSpec('height', 480, 'Image height [px].', min_value=16, max_value=8192),
+    ParamSpec('seed', 1000, 'Seed of the first scene (scene i uses seed + i).',
+              min_value=0, max_value=2**31 - 1),
+    ParamSpec('pool_size', 20, 'Scenes rendered up front and cycled.', min_value=1,
+              max_value=10_000),
+    ParamSpec('frame_id', 'camera_color_optical_frame', 'frame_id of every header.'),
+    ParamSpec('depth_encoding', '16UC1', 'Depth encoding: 16UC1 (mm) or 32FC1 (m).',
+              choices=('16UC1', '32FC1')),
+    ParamSpec('publish_compressed', False, 'Also publish color/image_raw/compressed (JPEG).'),
+    ParamSpec('reliability', 'reliable', 'Publisher reliability: reliable (most drivers) or '
+              'best_effort.', choices=tuple(_RELIABILITY)),
+    ParamSpec('history_depth', 5, 'Publisher keep-last depth.', min_value=1, max_value=1000),
+    ParamSpec('color_delay_ms', 15.0, 'Colour is published this long after depth, as from a '
+              'camera whose sensors deliver separately; 0 = one burst.', min_value=0.0,
+              max_value=1000.0),
+    ParamSpec('max_frames', 0, 'Stop after this many frames (0 = never).', min_value=0,
+              max_value=2**31 - 1),
+)
 
 
 def camera_qos(reliability: str, depth: int = 5) -> QoSProfile:
@@ -52,24 +78,21 @@ class SyntheticCamera(Node):
 
     def __init__(self, **kwargs):
         super().__init__('synthetic_camera', **kwargs)
-        self.rate = self.declare_parameter('rate', 10.0).value
-        width = self.declare_parameter('width', 640).value
-        height = self.declare_parameter('height', 480).value
-        seed = self.declare_parameter('seed', 1000).value
-        pool = self.declare_parameter('pool_size', 20).value
-        self.frame_id = self.declare_parameter('frame_id', 'camera_color_optical_frame').value
-        self.depth_encoding = self.declare_parameter('depth_encoding', '16UC1').value
-        self.compressed = self.declare_parameter('publish_compressed', False).value
-        self.max_frames = self.declare_parameter('max_frames', 0).value  # 0 = no limit
-        # Colour follows depth by this much, as from a camera whose sensors deliver separately
-        # (RealSense without enable_sync); 0 publishes all three back to back in one burst.
-        self.color_delay_s = self.declare_parameter('color_delay_ms', 15.0).value / 1e3
-        reliability = self.declare_parameter('reliability', 'reliable').value
-        if reliability not in _RELIABILITY:
-            raise ValueError(f"reliability must be reliable or best_effort, not {reliability!r}")
-        qos = camera_qos(reliability, self.declare_parameter('history_depth', 5).value)
-        if self.depth_encoding not in ('16UC1', '32FC1'):
-            raise ValueError(f"depth_encoding must be 16UC1 or 32FC1, not {self.depth_encoding!r}")
+        values = {spec.name: declare(self, spec) for spec in CAMERA_PARAMETERS}
+        for spec in CAMERA_PARAMETERS:
+            if spec.choices and values[spec.name] not in spec.choices:
+                raise StartupError(f'{spec.name} must be one of {", ".join(spec.choices)}, not '
+                                   f'{values[spec.name]!r}; pass {spec.name}:={spec.default}')
+        self.rate = values['rate']
+        width, height = values['width'], values['height']
+        seed, pool = values['seed'], values['pool_size']
+        self.frame_id = values['frame_id']
+        self.depth_encoding = values['depth_encoding']
+        self.compressed = values['publish_compressed']
+        self.max_frames = values['max_frames']
+        self.color_delay_s = values['color_delay_ms'] / 1e3
+        reliability = values['reliability']
+        qos = camera_qos(reliability, values['history_depth'])
         self.camera = Camera(width=width, height=height)
         self.scenes = [render_scene(seed + i, self.camera) for i in range(max(1, pool))]
         self.pub_image = self.create_publisher(Image, 'color/image_raw', qos)
@@ -114,8 +137,12 @@ class SyntheticCamera(Node):
 
 
 def main(args=None) -> int:
-    """Entry point (executable ``synthetic_camera``)."""
-    return spin_node(SyntheticCamera, args, fatal=(ValueError,))
+    """Entry point (executable ``synthetic_camera``); exit code 2 when it cannot start."""
+    if wants_help(args):
+        print(node_help('synthetic_camera', __doc__, help_rows(CAMERA_PARAMETERS),
+                        'synthetic_camera --ros-args -r __ns:=/camera -p rate:=15.0'))
+        return 0
+    return spin_node(SyntheticCamera, args, fatal=(StartupError,), name='synthetic_camera')
 
 
 if __name__ == '__main__':

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from instseg_ros.core.checkpoint import (CheckpointError, drop_legacy_keys, infer_preset, load_model,
+from instseg_ros.core.checkpoint import (CheckpointError, PresetMismatchWarning, drop_legacy_keys,
+                                         infer_preset, load_model,
                                          load_state_dict_file, preset_from_file_name, preset_from_shapes,
                                          save_checkpoint)
 from instseg_ros.core.config import OFFICIAL_PRESETS, get_preset
@@ -147,8 +148,10 @@ def test_preset_from_shapes(name):
 def test_infer_preset_name_checked_against_shapes():
     base_sd = meta_state_dict('yolact_base')
     assert infer_preset('yolact_im700_54_800000.pth', base_sd).name == 'yolact_im700'  # name fits: kept
-    cfg = infer_preset('yolact_plus_base_54_800000.pth', meta_state_dict('yolact_resnet50'))
-    assert cfg.name == 'yolact_resnet50'  # renamed file: the tensors decide
+    with pytest.warns(PresetMismatchWarning, match="says preset 'yolact_plus_base' but the "
+                      "tensors fit 'yolact_resnet50'"):
+        cfg = infer_preset('yolact_plus_base_54_800000.pth', meta_state_dict('yolact_resnet50'))
+    assert cfg.name == 'yolact_resnet50'  # renamed file: the tensors decide, with a warning
     cfg = infer_preset('model.pth', meta_state_dict('yolact_darknet53', num_classes=9))
     assert (cfg.name, cfg.num_classes) == ('yolact_darknet53', 9)
     with pytest.raises(CheckpointError, match='cannot infer'):

@@ -19,13 +19,13 @@ PARAMS_FILE = PACKAGE_DIR / 'config' / 'yolact.yaml'
 
 
 def load_launch_tables() -> dict:
-    """The plain-data tables of launch/yolact.launch.py (importable without launch)."""
+    """The plain-data tables launch/yolact.launch.py uses (importable without launch)."""
     import importlib.util
     spec = importlib.util.spec_from_file_location('yolact_launch', LAUNCH_FILE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return {'parameters': module.PARAMETER_ARGUMENTS, 'remaps': module.REMAP_ARGUMENTS,
-            'other': module.OTHER_ARGUMENTS, 'strings': module.STRING_ARGUMENTS}
+            'other': module.OTHER_ARGUMENTS, 'not_given': module.NOT_GIVEN}
 
 
 def ros_args(node_name: str = 'yolact', namespace: str = '', params_file: str | None = None,

@@ -1,0 +1,105 @@
+"""Every startup fault ends the node with exit code 2 and one clear line, never a traceback;
+startup warnings (CUDA absent, FP16 on the CPU, file name vs tensors) are ROS log lines.
+
+The node processes of one test run side by side (each spends most of its time importing torch).
+"""
+
+import pathlib
+import shutil
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from launch_args import PARAMS_FILE, make_small_checkpoint, node_command, start, stop  # noqa: E402
+
+from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS  # noqa: E402
+
+
+def _faults(tmp: pathlib.Path) -> dict:
+    """name -> (node_command kwargs, text the one error line must contain)."""
+    bad_json = tmp / 'names.json'
+    bad_json.write_text('["ball", "box"')
+    tagged = tmp / 'names.yaml'
+    tagged.write_text('!!python/object/apply:os.system ["echo hi"]\n')
+    sidecar_dir = tmp / 'sidecar'
+    sidecar_dir.mkdir()
+    weights = sidecar_dir / 'custom.pth'
+    shutil.copy(SHIPPED_WEIGHTS, weights)
+    weights.with_suffix('.json').write_text('{"class_names": [')
+    truncated = tmp / 'yolact_small_1_1.pth'
+    truncated.write_bytes(SHIPPED_WEIGHTS.read_bytes()[:SHIPPED_WEIGHTS.stat().st_size // 2])
+    return {
+        'device': ({'parameters': {'device': 'bogus'}},
+                   "device 'bogus' is not a device name (auto, cpu, cuda, cuda:N). Pass device:="),
+        'range': ({'parameters': {'score_threshold': 1.5}},
+                  'parameter score_threshold: 1.5 is outside [0.0, 1.0]; pass a value in that'),
+        'type': ({'parameters': {'top_k': 'many'}},
+                 "parameter top_k: 'many' is not a whole number; pass a whole number in [1, 1000]"),
+        'depth_order': ({'parameters': {'min_depth': 5.0, 'max_depth': 2}},
+                        'min_depth (5.0) must be below max_depth (2.0)'),
+        'params_file': ({'params_file': str(tmp / 'missing.yaml')},
+                        "Couldn't parse params file"),
+        'class_json': ({'parameters': {'class_names_file': str(bad_json)}},
+                       f"cannot read class_names_file '{bad_json}'"),
+        'class_tag': ({'parameters': {'class_names_file': str(tagged)}},
+                      f"cannot read class_names_file '{tagged}'"),
+        'sidecar': ({'parameters': {'weights': str(weights)}},
+                    f"cannot read the class-name side-car '{weights.with_suffix('.json')}'"),
+        'missing_weights': ({'parameters': {'weights': str(tmp / 'none.pth')}},
+                            f"weights file '{tmp / 'none.pth'}' does not exist"),
+        'preset': ({'parameters': {'preset': 'yolact_huge'}}, "unknown preset 'yolact_huge'"),
+        'truncated': ({'parameters': {'weights': str(truncated)}},
+                      'cannot read checkpoint (truncated, corrupt or not a PyTorch weights file)'),
+    }
+
+
+def _run_all(commands: dict, tmp: pathlib.Path, timeout_s: float = 120.0) -> dict:
+    procs = {name: (start(cmd, tmp / f'{name}.log'), tmp / f'{name}.log')
+             for name, cmd in commands.items()}
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and any(p.poll() is None for p, _ in procs.values()):
+        time.sleep(0.2)
+    return {name: (stop(proc), log.read_text()) for name, (proc, log) in procs.items()}
+
+
+def test_every_startup_fault_exits_2_with_one_line(tmp_path):
+    faults = _faults(tmp_path)
+    results = _run_all({name: node_command(**kwargs) for name, (kwargs, _) in faults.items()},
+                       tmp_path)
+    for name, (code, output) in results.items():
+        expected = faults[name][1]
+        assert code == 2, f'{name}: exit {code}\n{output[-2000:]}'
+        assert 'Traceback' not in output, f'{name}:\n{output}'
+        # (rcl itself logs '[rcl]: Failed to parse global arguments' before refusing a params
+        # file; the node's own explanation is the one line checked here)
+        errors = [line for line in output.splitlines() if 'ERROR' in line and '[rcl]' not in line]
+        assert len(errors) == 1, f'{name}:\n{output}'
+        assert expected in errors[0], f'{name}: {errors[0]!r} lacks {expected!r}'
+    # the truncated-checkpoint text is cut at a word boundary, marked with ' ...'
+    line = next(x for x in results['truncated'][1].splitlines() if 'ERROR' in x)
+    detail = line.split('weights file): ', 1)[1]
+    assert ' ...' in detail or len(detail) < 300
+
+
+def test_startup_warnings_are_ros_log_lines(tmp_path):
+    """device:=cuda on a CPU host and half:=true become [WARN] lines; a yolact_small file named
+    like yolact_base weights loads as yolact_small with a warning naming both; an integer for
+    a double parameter is accepted."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('needs a host without CUDA')
+    weights = make_small_checkpoint(tmp_path / 'yolact_base_54_800000.pth', seed=3)
+    results = _run_all({'warn': node_command(params_file=str(PARAMS_FILE), parameters={
+        'device': 'cuda', 'half': True, 'weights': str(weights), 'score_threshold': 1,
+        'max_depth': 5})}, tmp_path, timeout_s=40.0)
+    code, output = results['warn']
+    assert 'Ready: model yolact_small on cpu' in output, output
+    warnings = [line for line in output.splitlines() if '[WARN]' in line]
+    assert any("device 'cuda' requested but CUDA is not available" in w for w in warnings), output
+    assert any('half precision is only used on CUDA' in w for w in warnings), output
+    assert any("file name says preset 'yolact_base' but the tensors fit 'yolact_small'" in w
+               for w in warnings), output
+    assert 'RuntimeWarning' not in output and 'Traceback' not in output, output
+    assert code == 0
