@@ -213,19 +213,21 @@ class BagJob:
     def run(self) -> int:
         from instseg_ros.tools.bag_output import OutputBag
 
-        out = OutputBag(Path(self.args.output), self.args.storage, self.store,
-                        overwrite=self.args.overwrite)
-        out.open(self._output_topics(), self.reader.connections if self.args.copy_inputs else [])
-        self.out = out
+        self.out = OutputBag(Path(self.args.output), self.args.storage, self.store,
+                             overwrite=self.args.overwrite)
+        self.out_topics = self._output_topics()
+        self.opened = threading.Event()
         interrupted = False
         began = time.perf_counter()
         reader_thread = threading.Thread(target=self._reader_loop, name='bag_reader', daemon=True)
         writer_thread = threading.Thread(target=self._writer_loop, name='bag_writer', daemon=True)
         self.bar = self._progress()
         try:
-            reader_thread.start()
-            writer_thread.start()
-            self._model_loop()
+            writer_thread.start()  # opens the output (sqlite3 wants one thread per connection)
+            self.opened.wait()
+            if not self.errors:
+                reader_thread.start()
+                self._model_loop()
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -233,13 +235,12 @@ class BagJob:
             if interrupted or self.errors:
                 self.stop.set()
             self._drain(self.frames_q)
-            reader_thread.join(timeout=30)
+            if reader_thread.is_alive():
+                reader_thread.join(timeout=30)
             self._put(self.write_q, _DONE, force=True)
-            writer_thread.join()
+            writer_thread.join()  # closes the output
             if self.bar is not None:
                 self.bar.close()
-            failed = any(kind == 'writer' for kind, _ in self.errors)
-            out.close(keep=not failed)
             signal.signal(signal.SIGINT, previous)
         wall_s = time.perf_counter() - began
         return self._finish(interrupted, wall_s)
@@ -351,6 +352,21 @@ class BagJob:
             self._problem('depth', f'frame at {frame.timestamp_ns} ns: depth not used: {exc}')
 
     def _writer_loop(self) -> None:
+        """Open the output, write until _DONE, close it (discarded if writing failed)."""
+        try:
+            self.out.open(self.out_topics,
+                          self.reader.connections if self.args.copy_inputs else [])
+        except Exception as exc:  # noqa: BLE001 - e.g. no permission: reported, exit 2
+            self.errors.append(('writer', exc))
+            self.stop.set()
+        finally:
+            self.opened.set()
+        try:
+            self._write_items()
+        finally:
+            self.out.close(keep=not any(kind == 'writer' for kind, _ in self.errors))
+
+    def _write_items(self) -> None:
         from instseg_ros.tools.bag_output import pack_outputs
 
         names = list(self.pipeline.class_names)
@@ -358,7 +374,7 @@ class BagJob:
             item = self.write_q.get()
             if item is _DONE:
                 return
-            if self.errors and any(k == 'writer' for k, _ in self.errors):
+            if any(k == 'writer' for k, _ in self.errors):
                 continue  # keep draining so that producers never block
             try:
                 if item[0] == 'raw':

@@ -78,7 +78,8 @@ class OutputBag:
     def close(self, keep: bool = True) -> None:
         """Close (writes metadata) and move into place; ``keep=False`` discards the output."""
         writer, self.writer = self.writer, None
-        if writer is None:
+        if writer is None or writer.storage is None:  # never opened, or open failed
+            shutil.rmtree(self.partial_root, ignore_errors=True)
             return
         try:
             if keep:
