@@ -14,6 +14,8 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.rviz')),
+        # instseg-bag registers the message types from these files where instseg_msgs is absent
+        ('share/' + PACKAGE + '/msg', glob('../instseg_msgs/msg/*.msg')),
     ],
     install_requires=['setuptools', 'rosbags>=0.11.9,<0.12', 'tqdm>=4.66,<5'],
     extras_require={'test': ['pytest']},
