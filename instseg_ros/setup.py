@@ -14,8 +14,10 @@ setup(
         ('share/' + PACKAGE, ['package.xml']),
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.rviz')),
+        # instseg-bag registers the message types from these files where instseg_msgs is absent
+        ('share/' + PACKAGE + '/msg', glob('../instseg_msgs/msg/*.msg')),
     ],
-    install_requires=['setuptools'],
+    install_requires=['setuptools', 'rosbags>=0.11.9,<0.12', 'tqdm>=4.66,<5'],
     extras_require={'test': ['pytest']},
     zip_safe=False,
     maintainer='instseg_ros maintainers',
@@ -30,6 +32,7 @@ setup(
             'instseg-train = instseg_ros.training.train:main',
             'instseg-eval = instseg_ros.training.evaluate:main',
             'instseg-synth = instseg_ros.synth.dataset:main',
+            'instseg-bag = instseg_ros.tools.bag:main',
         ],
     },
 )

@@ -7,3 +7,4 @@ source "$(dirname "${BASH_SOURCE[0]}")/prepare_run.sh"
 cd "$REPO"
 python bench/model.py --out bench/results/model.json "$@"
 python bench/node.py --out bench/results/node.json
+python bench/bag.py --out bench/results/bag.json

@@ -79,21 +79,22 @@ class FramePipeline:
             min_mask_area: drop instances whose mask has fewer pixels (empty masks always go).
         """
         detections = self.predictor.predict_rois(image_bgr, color_order='bgr', params=params)
-        timings = dict(self.predictor.last_timings_ms)
-        start = time.perf_counter()
-        rois = detections.rois
-        # empty masks have no ROI (None); count pixels only when a minimum is set
-        keep = [i for i, roi in enumerate(rois) if roi is not None
-                and (min_mask_area <= 1 or int(roi[2].sum()) >= min_mask_area)]
-        index = np.asarray(keep, dtype=np.int64)
-        result = FrameResult(
-            image_size=(int(image_bgr.shape[0]), int(image_bgr.shape[1])),
-            boxes_xyxy=detections.boxes_xyxy[index].astype(np.float32, copy=False).reshape(-1, 4),
-            scores=detections.scores[index].astype(np.float32, copy=False),
-            labels=detections.labels[index].astype(np.int64, copy=False),
-            rois=[rois[i] for i in keep], timings_ms=timings)
-        timings['encode'] = (time.perf_counter() - start) * 1e3
-        return result
+        return _to_result(detections, image_bgr.shape, dict(self.predictor.last_timings_ms),
+                          min_mask_area)
+
+    def process_batch(self, images_bgr: Sequence[np.ndarray], params: InferenceParams, *,
+                      min_mask_area: int = 0) -> list[FrameResult]:
+        """:meth:`process` of several images with one forward pass (offline tools).
+
+        The same detections as :meth:`process` frame by frame (up to float rounding of the batched
+        forward); each result's timings are the batch's stage times divided by the batch size.
+        """
+        if len(images_bgr) == 0:
+            return []
+        batch = self.predictor.predict_rois_batch(images_bgr, color_order='bgr', params=params)
+        share = {k: v / len(images_bgr) for k, v in self.predictor.last_timings_ms.items()}
+        return [_to_result(detections, image.shape, dict(share), min_mask_area)
+                for detections, image in zip(batch, images_bgr)]
 
     def add_depth(self, result: FrameResult, depth: DepthInput, depth_params: DepthParams,
                   want_points: bool = False) -> None:
@@ -115,6 +116,25 @@ class FramePipeline:
         else:
             result.instances_3d = out
         result.timings_ms['depth'] = (time.perf_counter() - start) * 1e3
+
+
+def _to_result(detections, image_shape: Sequence[int], timings: dict[str, float],
+               min_mask_area: int) -> FrameResult:
+    """FrameResult of one image's RoiDetections: empty masks and masks under min_mask_area go."""
+    start = time.perf_counter()
+    rois = detections.rois
+    # empty masks have no ROI (None); count pixels only when a minimum is set
+    keep = [i for i, roi in enumerate(rois) if roi is not None
+            and (min_mask_area <= 1 or int(roi[2].sum()) >= min_mask_area)]
+    index = np.asarray(keep, dtype=np.int64)
+    result = FrameResult(
+        image_size=(int(image_shape[0]), int(image_shape[1])),
+        boxes_xyxy=detections.boxes_xyxy[index].astype(np.float32, copy=False).reshape(-1, 4),
+        scores=detections.scores[index].astype(np.float32, copy=False),
+        labels=detections.labels[index].astype(np.int64, copy=False),
+        rois=[rois[i] for i in keep], timings_ms=timings)
+    timings['encode'] = (time.perf_counter() - start) * 1e3
+    return result
 
 
 def nearest_stamp(stamps_s: Sequence[float], target_s: float, slop_s: float) -> int | None:

@@ -147,6 +147,20 @@ class Predictor:
         self._stop_clock(forwarded)
         return result
 
+    @torch.inference_mode()
+    def predict_rois_batch(self, images: Sequence[np.ndarray], color_order: str = 'bgr',
+                           params: InferenceParams | None = None) -> list[RoiDetections]:
+        """:meth:`predict_rois` of each image (sizes may differ) with one forward pass for the batch
+        (offline tools); ``last_timings_ms`` then holds the whole batch's times."""
+        if len(images) == 0:
+            return []
+        params = params or InferenceParams()
+        output, sizes, forwarded = self._forward(images, color_order)
+        results = [postprocess_rois(output, self.cfg, size, params, batch_index=i,
+                                    rescore_fn=self._rescore) for i, size in enumerate(sizes)]
+        self._stop_clock(forwarded)
+        return results
+
     def _forward(self, images: Sequence[np.ndarray], color_order: str):
         """Preprocess and forward; sets the 'preprocess' and 'forward' timings.
 

@@ -11,9 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
-from rcl_interfaces.msg import (FloatingPointRange, IntegerRange, ParameterDescriptor,
-                                ParameterType, SetParametersResult)
-
 from instseg_ros.ros.errors import StartupError
 
 
@@ -161,8 +158,10 @@ def normalize_classes(value: Any) -> tuple[str, ...]:
     return tuple(str(name).strip() for name in (value or ()) if str(name).strip())
 
 
-def descriptor(spec: ParamSpec) -> ParameterDescriptor:
+def descriptor(spec: ParamSpec) -> 'ParameterDescriptor':  # noqa: F821
     """The rcl ParameterDescriptor of ``spec`` (description, read-only flag, range)."""
+    # rcl_interfaces is imported here, not at module top, so that the table imports without ROS
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     desc = ParameterDescriptor(name=spec.name, description=spec.description,
                                read_only=spec.read_only, dynamic_typing=spec.dynamic_typing)
     if not spec.dynamic_typing:
@@ -179,6 +178,7 @@ def descriptor(spec: ParamSpec) -> ParameterDescriptor:
 
 
 def _param_type(default: Any) -> int:
+    from rcl_interfaces.msg import ParameterType
     if isinstance(default, bool):
         return ParameterType.PARAMETER_BOOL
     if isinstance(default, int):
@@ -216,8 +216,9 @@ def validate(name: str, value: Any, current: NodeParams) -> str | None:
     return None
 
 
-def validate_all(params: list, current: NodeParams) -> SetParametersResult:
+def validate_all(params: list, current: NodeParams) -> 'SetParametersResult':  # noqa: F821
     """The on-set-parameters callback body: reject the whole set if any value is invalid."""
+    from rcl_interfaces.msg import SetParametersResult
     for param in params:
         reason = validate(param.name, param.value, current)
         if reason:
@@ -288,6 +289,7 @@ def _example(default: Any) -> str:
 
 def declare(node, spec: ParamSpec) -> Any:
     """Declare one parameter with its descriptor, converting the value given at startup."""
+    from rcl_interfaces.msg import ParameterDescriptor
     if spec.dynamic_typing:
         return node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
     # Read the override (params file / -p) untyped first: rclpy would raise on 1 for a double.
