@@ -2,7 +2,8 @@
 
 Publishes, with one stamp per frame and frame_id ``camera_color_optical_frame``:
   color/image_raw (bgr8), color/camera_info, aligned_depth_to_color/image_raw (16UC1 mm or 32FC1 m)
-Run under namespace ``camera`` to match the launch file's default remappings
+``motion_px`` > 0 gives a moving scene instead (the first scene sliding left and right, for
+tracking demos and tests). Run under namespace ``camera`` to match the launch file's default remappings
 (``/camera/color/image_raw`` ...). Scenes are pre-rendered into a pool and cycled, so the rate is
 not limited by rendering.
 """
@@ -35,6 +36,18 @@ def camera_info_msg(camera: Camera, header) -> CameraInfo:
     return info
 
 
+def motion_offset_px(frame: int, step_px: float, range_px: float) -> int:
+    """Horizontal shift of the moving scene at ``frame``: a triangle wave going 0 -> +range ->
+    -range -> 0 at ``step_px`` pixels per frame (0 when either is not positive)."""
+    if step_px <= 0 or range_px <= 0:
+        return 0
+    period = 4.0 * range_px
+    phase = (frame * step_px) % period
+    value = phase if phase <= range_px else (
+        2 * range_px - phase if phase <= 3 * range_px else phase - period)
+    return int(round(value))
+
+
 class SyntheticCamera(Node):
     """Publishes pre-rendered synthetic RGB-D frames at ``rate`` Hz."""
 
@@ -48,6 +61,10 @@ class SyntheticCamera(Node):
         self.frame_id = self.declare_parameter('frame_id', 'camera_color_optical_frame').value
         self.depth_encoding = self.declare_parameter('depth_encoding', '16UC1').value
         self.compressed = self.declare_parameter('publish_compressed', False).value
+        # moving scene: > 0 slides the first scene left and right by this many pixels per frame
+        # (wrapping at the image border), within +-motion_range_px, instead of cycling the pool
+        self.motion_px = float(self.declare_parameter('motion_px', 0.0).value)
+        self.motion_range_px = float(self.declare_parameter('motion_range_px', 40.0).value)
         if self.depth_encoding not in ('16UC1', '32FC1'):
             raise ValueError(f"depth_encoding must be 16UC1 or 32FC1, not {self.depth_encoding!r}")
         self.camera = Camera(width=width, height=height)
@@ -68,13 +85,19 @@ class SyntheticCamera(Node):
         scene = self.scenes[self.frame % len(self.scenes)]
         self.frame += 1
         stamp = self.get_clock().now().to_msg()
-        image = numpy_to_image(scene.image_bgr, 'bgr8')
+        image_bgr, depth_mm, depth_m = scene.image_bgr, scene.depth_mm, scene.depth_m
+        if self.motion_px > 0:
+            shift = motion_offset_px(self.frame - 1, self.motion_px, self.motion_range_px)
+            scene = self.scenes[0]
+            image_bgr, depth_mm, depth_m = (np.roll(a, shift, axis=1) for a in
+                                            (scene.image_bgr, scene.depth_mm, scene.depth_m))
+        image = numpy_to_image(image_bgr, 'bgr8')
         image.header.stamp, image.header.frame_id = stamp, self.frame_id
         if self.depth_encoding == '16UC1':
-            depth = numpy_to_image(scene.depth_mm, '16UC1')
+            depth = numpy_to_image(depth_mm, '16UC1')
         else:
-            depth_m = np.where(scene.depth_mm > 0, scene.depth_m, np.nan).astype(np.float32)
-            depth = numpy_to_image(depth_m, '32FC1')
+            depth = numpy_to_image(np.where(depth_mm > 0, depth_m, np.nan).astype(np.float32),
+                                   '32FC1')
         depth.header = image.header
         self.pub_info.publish(camera_info_msg(self.camera, image.header))
         self.pub_depth.publish(depth)
