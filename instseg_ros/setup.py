@@ -15,7 +15,7 @@ setup(
         ('share/' + PACKAGE + '/launch', glob('launch/*.launch.py')),
         ('share/' + PACKAGE + '/config', glob('config/*.yaml') + glob('config/*.rviz')),
     ],
-    install_requires=['setuptools'],
+    install_requires=['setuptools', 'scipy>=1.11,<2'],
     extras_require={'test': ['pytest']},
     zip_safe=False,
     maintainer='instseg_ros maintainers',
