@@ -18,25 +18,31 @@ Overlapping masks are resolved by score (the higher score owns the pixel) in bot
 the two always agree on which instance a pixel shows. All messages carry the source image's
 header. Images and detections are only built while someone subscribes.
 
-How the node wires it (a few lines; ``self.tracker`` is a core.tracking.Tracker)::
+How the node wires it (a few lines; one Tracker per camera stream, used from the worker thread)::
 
-    # __init__, after the other publishers:
+    from instseg_ros.core.tracking import Tracker, positions_from_instances_3d
+    from instseg_ros.ros.label_outputs import VISION_MSGS_MISSING, create_label_publishers
+
+    # _create_publishers(), after the other publishers:
+    self.tracker = Tracker(self.params.tracker_params())
     self.label_outputs = create_label_publishers(
         self, self.pipeline.class_names, self.params.score_threshold,
         qos_overriding_options=qos.overridable())
     if not self.label_outputs.has_vision_msgs:
         self.get_logger().info(VISION_MSGS_MISSING)   # once: detections topics are off
 
-    # _publish(result, header, image_bgr, params), before packing /instances:
+    # _publish(result, header, image_bgr, params), first:
+    self.tracker.params = params.tracker_params()       # runtime track_* changes
     ids, ages = self.tracker.update(result.rois, result.labels, result.scores,
                                     positions_from_instances_3d(result.instances_3d, len(result)),
-                                    image_size=result.image_size)
-    ... self._packer.pack(..., result.instances_3d, track_ids=ids, track_ages=ages)
-    self.label_outputs.publish(result, header, ids if params.track_enabled else None,
-                               labels=params.publish_labels,
+                                    frames_elapsed=1, image_size=result.image_size)
+    tracked = ids if params.track_enabled else None
+    self._packer.pack(..., result.instances_3d, track_ids=ids, track_ages=ages)
+    draw_overlay(..., track_ids=tracked)  /  self._markers.build(result, header, names, tracked)
+    self.label_outputs.publish(result, header, tracked, labels=params.publish_labels,
                                detections=params.publish_detections)
 
-    # on a score_threshold change: self.label_outputs.set_threshold(new_value)
+    # _on_set_parameters, when score_threshold changed: self.label_outputs.set_threshold(value)
 """
 
 from __future__ import annotations

@@ -69,3 +69,16 @@ def test_bad_input_raises():
         winner_index_image([(3, 0, block)], [1.0], (4, 4))
     with pytest.raises(ValueError):
         winner_index_image([(0, 0, block)], [1.0, 0.5], (4, 4))
+
+
+def test_labels_show_track_ids():
+    from instseg_ros.core.visualization import draw_overlay, label_text
+    assert label_text('ring', 0.981, track_id=12) == 'ring #12 0.98'
+    assert label_text('ring', 0.981) == 'ring 0.98'
+    assert label_text('ring', 0.981, '1.50 m', track_id=3) == 'ring #3 0.98 1.50 m'
+    image = np.zeros((60, 80, 3), np.uint8)
+    rois, scores, labels = [(10, 20, np.ones((20, 30), bool))], np.array([0.9]), np.array([0])
+    boxes = np.array([[10, 20, 40, 40]], np.float32)
+    plain = draw_overlay(image, rois, boxes, labels, scores, ['ball'])
+    tracked = draw_overlay(image, rois, boxes, labels, scores, ['ball'], track_ids=[12])
+    assert (plain != tracked).any()  # the longer label text is drawn
