@@ -21,9 +21,10 @@ pairs touch mask pixels.
 Life cycle: an unmatched detection starts a *tentative* track; a track is *confirmed* (gets its
 id) when it has been matched in ``min_hits`` frames; a tentative track that misses a frame is
 dropped; a confirmed one is kept ``max_age`` frames without a match (predicting its motion),
-then dropped. While a mask shrinks a lot from one frame to the next (the object goes behind
+then dropped. While a mask is much smaller than the largest one seen lately (the object goes behind
 another or out of view) the track keeps its last full-size mask, moved with its velocity, as
-the reference to match, so the object is found again when it re-appears. Ids are 1, 2, 3, ... in order of confirmation, unique and never reused while the
+the reference to match, and keeps its velocity, so the object is found again when it
+re-appears. Ids are 1, 2, 3, ... in order of confirmation, unique and never reused while the
 tracker object lives (``reset()`` keeps the counter). 0 means "not (yet) tracked".
 
 Frames the node dropped (newest-frame-only worker) are gaps, not errors: pass
@@ -202,9 +203,9 @@ def _box_of(roi: Roi) -> np.ndarray:
 def _edge_motion(old_box: np.ndarray, new_box: np.ndarray) -> np.ndarray:
     """Pixel motion (dx, dy) between two boxes of one object, robust to occlusion.
 
-    Per axis: when both edges moved the same way (or one stayed), the larger move (the edge that is not being
-    covered or uncovered by another object or the image border moves with the object, the other
-    one lags); when they moved apart or together (the object approaches or recedes), the mean.
+    Per axis: when both edges moved the same way (or one stayed), the larger move (the edge
+    that is not being covered or uncovered by another object or the image border moves with the
+    object, the other one lags); when they moved apart or together (the object approaches or recedes), the mean.
     """
     moves = (new_box - old_box).reshape(2, 2)  # rows: start edges (x0, y0), end edges (x1, y1)
     start, end = moves[0], moves[1]
@@ -275,7 +276,8 @@ class Tracker:
         positions = [None] * count if positions_m is None else [
             None if p is None else np.asarray(p, dtype=np.float64).reshape(3) for p in positions_m]
         if labels.shape[0] != count or len(positions) != count:
-            raise ValueError(f'{count} rois but {labels.shape[0]} labels, {len(positions)} positions')
+            raise ValueError(f'{count} rois but {labels.shape[0]} labels, '
+                             f'{len(positions)} positions')
         for track in self._tracks:
             track.since_update += max(int(frames_elapsed), 1)
             track.age += max(int(frames_elapsed), 1)

@@ -119,7 +119,8 @@ def label_text(name: str, score: float, depth_text: str | None = None,
                track_id: int = 0) -> str:
     """Label string ``'name 0.87'`` (``'name #12 0.87'`` for a tracked instance, track_id > 0),
     plus ``' 1.52 m'``-style ``depth_text`` when given."""
-    text = f'{name} #{int(track_id)} {float(score):.2f}' if track_id else f'{name} {float(score):.2f}'
+    text = f'{name} #{int(track_id)}' if track_id else name
+    text += f' {float(score):.2f}'
     if depth_text:
         text += f' {depth_text}'
     return text

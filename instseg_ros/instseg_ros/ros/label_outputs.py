@@ -76,8 +76,8 @@ BACKGROUND_NAME = 'background'
 
 #: logged once by the node when vision_msgs is missing.
 VISION_MSGS_MISSING = ('vision_msgs is not installed: detections and detections_3d are off and '
-                       'label_info uses instseg_msgs/LabelInfo (install ros-$ROS_DISTRO-vision-msgs '
-                       'to get them)')
+                       'label_info uses instseg_msgs/LabelInfo (install '
+                       'ros-$ROS_DISTRO-vision-msgs to get them)')
 
 #: label_info: like camera_info of a pipeline, latched for late subscribers.
 LABEL_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from instseg_ros.core.mot_metrics import mot_summary
-from instseg_ros.core.tracking import Tracker, TrackerParams, positions_from_instances_3d, roi_overlap
+from instseg_ros.core.tracking import (Tracker, TrackerParams, positions_from_instances_3d,
+                                       roi_overlap)
 from instseg_ros.synth.sequences import MovingObject, lane_objects, render_sequence
 
 SIZE = (240, 320)
