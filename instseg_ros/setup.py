@@ -17,7 +17,7 @@ setup(
         # instseg-bag registers the message types from these files where instseg_msgs is absent
         ('share/' + PACKAGE + '/msg', glob('../instseg_msgs/msg/*.msg')),
     ],
-    install_requires=['setuptools', 'rosbags>=0.11.9,<0.12', 'tqdm>=4.66,<5'],
+    install_requires=['setuptools', 'rosbags>=0.11.9,<0.12', 'tqdm>=4.66,<5', 'scipy>=1.11,<2'],
     extras_require={'test': ['pytest']},
     zip_safe=False,
     maintainer='instseg_ros maintainers',

@@ -163,3 +163,87 @@ def label_image(masks: 'np.ndarray | torch.Tensor',
     for i in reversed(order):  # lowest priority first, so the highest priority is drawn last
         labels[array[i]] = i + 1
     return labels
+
+
+#: Class label images hold ``class_id + CLASS_LABEL_OFFSET`` (0 = background), so the value of a
+#: pixel is also its id in the label_info class map (0 = 'background').
+CLASS_LABEL_OFFSET = 1
+
+
+def winner_index_image(rois: Sequence[Roi | None], scores: Any,
+                       image_size: tuple[int, int]) -> np.ndarray:
+    """Which instance owns each pixel, painted from the ROIs (no per-instance full frames).
+
+    Args:
+        rois: N ``(x0, y0, bool crop [h, w])`` or None (empty mask, never drawn).
+        scores: N scores; where masks overlap the higher score wins (ties: the lower index).
+        image_size: (height, width) of the frame.
+
+    Returns:
+        uint16 ``[H, W]``: 0 = no instance, ``i + 1`` = instance ``i``. Cost: one pass over the
+        ROI pixels plus one full-frame allocation.
+
+    Raises:
+        ValueError: lengths differ, more than 65535 instances, or an ROI outside the frame.
+    """
+    height, width = (int(v) for v in image_size)
+    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
+    if scores.shape[0] != len(rois):
+        raise ValueError(f'{len(rois)} rois but {scores.shape[0]} scores')
+    if len(rois) > np.iinfo(np.uint16).max:
+        raise ValueError(f'{len(rois)} instances do not fit in a uint16 label image')
+    owner = np.zeros((height, width), dtype=np.uint16)
+    order = np.argsort(-scores, kind='stable')
+    for i in order[::-1].tolist():  # lowest priority first: the winner is painted last
+        roi = rois[i]
+        if roi is None:
+            continue
+        x0, y0, crop = roi
+        h, w = crop.shape
+        if x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+            raise ValueError(f'ROI x0={x0} y0={y0} {w}x{h} (w x h) does not fit in a '
+                             f'{width}x{height} (w x h) frame')
+        owner[y0:y0 + h, x0:x0 + w][crop] = i + 1
+    return owner
+
+
+def class_label_image(owner: np.ndarray, labels: Any, num_classes: int) -> np.ndarray:
+    """Full-frame class ids from a :func:`winner_index_image`.
+
+    Args:
+        owner: uint16 ``[H, W]`` (0 = none, i + 1 = instance i).
+        labels: N 0-based class ids.
+        num_classes: classes of the model (background excluded): mono8 when
+            ``num_classes + CLASS_LABEL_OFFSET <= 255``, else mono16.
+
+    Returns:
+        uint8 or uint16 ``[H, W]``: 0 = background, ``class_id + 1`` where an instance is.
+    """
+    dtype = np.uint8 if num_classes + CLASS_LABEL_OFFSET <= np.iinfo(np.uint8).max else np.uint16
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if labels.size and (labels.min() < 0 or labels.max() + CLASS_LABEL_OFFSET
+                        > np.iinfo(dtype).max):
+        raise ValueError(f'class ids {labels.min()}..{labels.max()} do not fit in {dtype.__name__}')
+    lut = np.zeros(labels.shape[0] + 1, dtype=dtype)
+    lut[1:] = labels + CLASS_LABEL_OFFSET
+    return lut[owner]
+
+
+def instance_label_image(owner: np.ndarray, track_ids: Any | None = None) -> np.ndarray:
+    """Full-frame instance ids (mono16) from a :func:`winner_index_image`.
+
+    Args:
+        owner: uint16 ``[H, W]`` (0 = none, i + 1 = instance i).
+        track_ids: None (pixels hold ``index + 1``), or N track ids: pixels hold the track id,
+            0 for instances not (yet) tracked (id 0), and ids above 65535 wrap to 1..65535
+            (``(id - 1) % 65535 + 1``; ids themselves are never reused).
+
+    Returns:
+        uint16 ``[H, W]``, 0 = background.
+    """
+    if track_ids is None:
+        return owner.copy()
+    ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
+    lut = np.zeros(ids.shape[0] + 1, dtype=np.uint16)
+    lut[1:] = np.where(ids > 0, (ids - 1) % 65535 + 1, 0)
+    return lut[owner]

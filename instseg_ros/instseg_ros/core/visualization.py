@@ -115,9 +115,12 @@ def _text_color(color_bgr: tuple[int, int, int]) -> tuple[int, int, int]:
     return (0, 0, 0) if 0.299 * r + 0.587 * g + 0.114 * b > 140 else (255, 255, 255)
 
 
-def label_text(name: str, score: float, depth_text: str | None = None) -> str:
-    """Label string ``'name 0.87'``, plus ``' 1.52 m'``-style ``depth_text`` when given."""
-    text = f'{name} {float(score):.2f}'
+def label_text(name: str, score: float, depth_text: str | None = None,
+               track_id: int = 0) -> str:
+    """Label string ``'name 0.87'`` (``'name #12 0.87'`` for a tracked instance, track_id > 0),
+    plus ``' 1.52 m'``-style ``depth_text`` when given."""
+    text = f'{name} #{int(track_id)}' if track_id else name
+    text += f' {float(score):.2f}'
     if depth_text:
         text += f' {depth_text}'
     return text
@@ -170,7 +173,8 @@ def draw_overlay(image_bgr: np.ndarray,
                  draw_masks: bool = True,
                  font_scale: float = 0.5,
                  line_thickness: int = 2,
-                 depth_text: Sequence[str | None] | None = None) -> np.ndarray:
+                 depth_text: Sequence[str | None] | None = None,
+                 track_ids: Sequence[int] | None = None) -> np.ndarray:
     """Draw detections on a copy of a BGR image; the input is never modified.
 
     Args:
@@ -187,6 +191,7 @@ def draw_overlay(image_bgr: np.ndarray,
         draw_boxes / draw_labels / draw_masks: toggle each layer.
         font_scale, line_thickness: OpenCV text scale and box line thickness in pixels.
         depth_text: optional per-instance extra text (e.g. ``'1.52 m'``), ``None`` to omit.
+        track_ids: optional per-instance track ids; labels read ``'ring #12 0.98'`` (0: no id).
 
     Returns:
         A new uint8 ``[H, W, 3]`` image. Masks are blended first (per ROI, so the cost is
@@ -226,7 +231,9 @@ def draw_overlay(image_bgr: np.ndarray,
             if not finite[i]:
                 continue
             extra = depth_text[i] if depth_text is not None else None
-            text = label_text(_class_name(class_names, int(labels_arr[i])), scores_arr[i], extra)
+            track = int(track_ids[i]) if track_ids is not None else 0
+            text = label_text(_class_name(class_names, int(labels_arr[i])), scores_arr[i], extra,
+                              track)
             _draw_label(out, text, boxes[i, 0], boxes[i, 1], colors[i], font_scale)
     return out
 

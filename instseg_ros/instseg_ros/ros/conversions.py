@@ -163,7 +163,8 @@ def _fill_instance3d(instance: InstanceMask, item: Any) -> None:
 def instances_to_msg(header: Header, image_size: tuple[int, int],
                      rois: Sequence[Roi | None], scores: Any, labels: Any,
                      class_names: Sequence[str], instance3d: Sequence[Any] | None = None,
-                     reuse: list[InstanceMask] | None = None) -> InstanceMaskArray:
+                     reuse: list[InstanceMask] | None = None, track_ids: Any = None,
+                     track_ages: Any = None) -> InstanceMaskArray:
     """Build an ``InstanceMaskArray`` for one source image.
 
     Args:
@@ -179,6 +180,8 @@ def instances_to_msg(header: Header, image_size: tuple[int, int],
         reuse: optional pool of InstanceMask messages to overwrite (grown as needed) instead of
             constructing new ones, which is most of the cost; the returned message then shares them
             and is valid until the pool is used again (see :class:`InstancesPacker`).
+        track_ids, track_ages: None (track_id = track_age = 0: not tracked), or N integers each
+            (``Tracker.update``'s outputs; 0 = not yet confirmed).
 
     Raises:
         ValueError: lengths differ or an ROI lies outside the image.
@@ -186,10 +189,14 @@ def instances_to_msg(header: Header, image_size: tuple[int, int],
     height, width = (int(v) for v in image_size)
     scores, labels = _as_list(scores), _as_list(labels)
     count = len(rois)
+    track_ids = [0] * count if track_ids is None else _as_list(track_ids)
+    track_ages = [0] * count if track_ages is None else _as_list(track_ages)
     if len(scores) != count or len(labels) != count or (
-            instance3d is not None and len(instance3d) != count):
+            instance3d is not None and len(instance3d) != count) or (
+            len(track_ids) != count or len(track_ages) != count):
         raise ValueError(f'{count} rois but {len(scores)} scores, {len(labels)} labels, '
-                         f'{"no" if instance3d is None else len(instance3d)} 3D items')
+                         f'{"no" if instance3d is None else len(instance3d)} 3D items, '
+                         f'{len(track_ids)} track ids, {len(track_ages)} track ages')
     for roi in rois:
         _check_roi_inside(roi, height, width)
     pool = [] if reuse is None else reuse
@@ -201,6 +208,7 @@ def instances_to_msg(header: Header, image_size: tuple[int, int],
         instance.id, instance.class_id = index, label
         instance.class_name = class_names[label] if 0 <= label < len(class_names) else str(label)
         instance.score = float(scores[index])
+        instance.track_id, instance.track_age = int(track_ids[index]), int(track_ages[index])
         _fill_roi(instance.roi, instance.mask, header, roi)
         _fill_instance3d(instance, None if instance3d is None else instance3d[index])
     return InstanceMaskArray(header=header, height=height, width=width, instances=instances)
@@ -215,9 +223,10 @@ class InstancesPacker:
 
     def pack(self, header: Header, image_size: tuple[int, int], rois: Sequence[Roi | None], scores: Any,
              labels: Any, class_names: Sequence[str],
-             instance3d: Sequence[Any] | None = None) -> InstanceMaskArray:
+             instance3d: Sequence[Any] | None = None, track_ids: Any = None,
+             track_ages: Any = None) -> InstanceMaskArray:
         return instances_to_msg(header, image_size, rois, scores, labels, class_names, instance3d,
-                                reuse=self._pool)
+                                reuse=self._pool, track_ids=track_ids, track_ages=track_ages)
 
 
 def msg_to_masks(msg: InstanceMaskArray) -> np.ndarray:

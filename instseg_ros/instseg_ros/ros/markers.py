@@ -49,7 +49,9 @@ class MarkerBuilder:
         self._cubes: list[Marker] = []
         self._labels: list[Marker] = []
 
-    def build(self, result: FrameResult, header: Header, class_names: Sequence[str]) -> MarkerArray:
+    def build(self, result: FrameResult, header: Header, class_names: Sequence[str],
+              track_ids: Sequence[int] | None = None) -> MarkerArray:
+        """Markers of one frame; with ``track_ids`` labels read ``'ring #12 0.98'``."""
         self._delete_all.header = header
         markers = [self._delete_all]
         placed = [(i, inst) for i, inst in enumerate(result.instances_3d or []) if inst.has_position]
@@ -77,7 +79,8 @@ class MarkerBuilder:
             _set_xyz(cube.pose.position, positions[k])
             _set_xyz(cube.scale, scales[k])
             _set_xyz(label.pose.position, text_positions[k])
-            label.text = label_text(name, float(result.scores[i]))
+            label.text = label_text(name, float(result.scores[i]),
+                                    track_id=int(track_ids[i]) if track_ids is not None else 0)
             markers += (cube, label)
         return MarkerArray(markers=markers)
 

@@ -9,9 +9,12 @@ change at runtime with ``ros2 param set`` and are validated in one callback.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from instseg_ros.ros.errors import StartupError
+
+if TYPE_CHECKING:
+    from instseg_ros.core.tracking import TrackerParams
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,25 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               min_value=1, max_value=1_000_000),
     ParamSpec('publish_points', False, 'Publish "points" (PointCloud2 of all instances: x, y, z, '
               'instance, class_id, rgb).'),
+    # --- tracking and standard outputs (issue 13) ---
+    ParamSpec('track_enabled', True, 'Track instances across frames: InstanceMask.track_id / '
+              'track_age, labels/instance and detection ids. False: track_id = 0.'),
+    ParamSpec('track_min_hits', 3, 'Frames an object must be matched in before its track gets '
+              'an id.', min_value=1, max_value=100),
+    ParamSpec('track_max_age', 15, 'Frames a track survives without a match (occlusion, '
+              'missed detections).', min_value=0, max_value=1000),
+    ParamSpec('track_min_iou', 0.1, 'Minimum mask IoU (after motion prediction) to continue a '
+              'track without depth.', min_value=0.0, max_value=1.0),
+    ParamSpec('track_max_distance', 0.3, 'Maximum 3D distance in metres to continue a track when '
+              'both have a 3D position.', min_value=0.001, max_value=100.0),
+    ParamSpec('track_distance_weight', 0.5, 'Weight of the 3D distance against 1 - IoU in the '
+              'association cost (with depth).', min_value=0.0, max_value=1.0),
+    ParamSpec('publish_labels', True, 'Publish labels/class (mono8 class id + 1, 0 = background), '
+              'labels/instance (mono16 track id) and label_info (class map, transient local); '
+              'images rendered only while subscribed.'),
+    ParamSpec('publish_detections', True, 'Publish vision_msgs detections (Detection2DArray) and '
+              'detections_3d (Detection3DArray, with depth) while subscribed; off when '
+              'vision_msgs is not installed.'),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -141,6 +163,22 @@ class NodeParams:
     mask_erosion: int
     min_depth_points: int
     publish_points: bool
+    track_enabled: bool
+    track_min_hits: int
+    track_max_age: int
+    track_min_iou: float
+    track_max_distance: float
+    track_distance_weight: float
+    publish_labels: bool
+    publish_detections: bool
+
+    def tracker_params(self) -> 'TrackerParams':
+        """The core tracker's settings from the track_* parameters."""
+        from instseg_ros.core.tracking import TrackerParams
+        return TrackerParams(enabled=self.track_enabled, min_hits=self.track_min_hits,
+                             max_age=self.track_max_age, min_iou=self.track_min_iou,
+                             max_distance_m=self.track_max_distance,
+                             distance_weight=self.track_distance_weight)
 
     @staticmethod
     def from_values(values: dict[str, Any]) -> 'NodeParams':

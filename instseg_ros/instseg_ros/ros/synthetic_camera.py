@@ -7,7 +7,8 @@ streams separately; with Fast DDS's default 512 kB shared-memory segment, a publ
 colour and depth of 640x480 back to back loses the earlier samples of the burst on a loaded
 machine, before any subscriber sees them). ``reliability`` (reliable | best_effort) and
 ``history_depth`` set the publishers' QoS; ``max_frames`` stops after that many frames.
-Run under namespace ``camera`` to match the launch file's default remappings
+``motion_px`` > 0 gives a moving scene instead (the first scene sliding left and right, for
+tracking demos and tests). Run under namespace ``camera`` to match the launch file's default remappings
 (``/camera/color/image_raw`` ...). Scenes are pre-rendered into a pool and cycled, so the rate is
 not limited by rendering.
 """
@@ -53,6 +54,11 @@ CAMERA_PARAMETERS = (
               max_value=1000.0),
     ParamSpec('max_frames', 0, 'Stop after this many frames (0 = never).', min_value=0,
               max_value=2**31 - 1),
+    ParamSpec('motion_px', 0.0, '> 0: a moving scene instead of the pool: the first scene slides '
+              'left and right by this many pixels per frame (tracking demos and tests).',
+              min_value=0.0, max_value=1000.0),
+    ParamSpec('motion_range_px', 40.0, 'Amplitude of the moving scene [px].', min_value=0.0,
+              max_value=10000.0),
 )
 
 
@@ -73,6 +79,18 @@ def camera_info_msg(camera: Camera, header) -> CameraInfo:
     return info
 
 
+def motion_offset_px(frame: int, step_px: float, range_px: float) -> int:
+    """Horizontal shift of the moving scene at ``frame``: a triangle wave going 0 -> +range ->
+    -range -> 0 at ``step_px`` pixels per frame (0 when either is not positive)."""
+    if step_px <= 0 or range_px <= 0:
+        return 0
+    period = 4.0 * range_px
+    phase = (frame * step_px) % period
+    value = phase if phase <= range_px else (
+        2 * range_px - phase if phase <= 3 * range_px else phase - period)
+    return int(round(value))
+
+
 class SyntheticCamera(Node):
     """Publishes pre-rendered synthetic RGB-D frames at ``rate`` Hz."""
 
@@ -90,6 +108,7 @@ class SyntheticCamera(Node):
         self.depth_encoding = values['depth_encoding']
         self.compressed = values['publish_compressed']
         self.max_frames = values['max_frames']
+        self.motion_px, self.motion_range_px = values['motion_px'], values['motion_range_px']
         self.color_delay_s = values['color_delay_ms'] / 1e3
         reliability = values['reliability']
         qos = camera_qos(reliability, values['history_depth'])
@@ -117,13 +136,19 @@ class SyntheticCamera(Node):
         scene = self.scenes[self.frame % len(self.scenes)]
         self.frame += 1
         stamp = self.get_clock().now().to_msg()
-        image = numpy_to_image(scene.image_bgr, 'bgr8')
+        image_bgr, depth_mm, depth_m = scene.image_bgr, scene.depth_mm, scene.depth_m
+        if self.motion_px > 0:
+            shift = motion_offset_px(self.frame - 1, self.motion_px, self.motion_range_px)
+            scene = self.scenes[0]
+            image_bgr, depth_mm, depth_m = (np.roll(a, shift, axis=1) for a in
+                                            (scene.image_bgr, scene.depth_mm, scene.depth_m))
+        image = numpy_to_image(image_bgr, 'bgr8')
         image.header.stamp, image.header.frame_id = stamp, self.frame_id
         if self.depth_encoding == '16UC1':
-            depth = numpy_to_image(scene.depth_mm, '16UC1')
+            depth = numpy_to_image(depth_mm, '16UC1')
         else:
-            depth_m = np.where(scene.depth_mm > 0, scene.depth_m, np.nan).astype(np.float32)
-            depth = numpy_to_image(depth_m, '32FC1')
+            depth = numpy_to_image(np.where(depth_mm > 0, depth_m, np.nan).astype(np.float32),
+                                   '32FC1')
         depth.header = image.header
         self.pub_info.publish(camera_info_msg(self.camera, image.header))
         self.pub_depth.publish(depth)
