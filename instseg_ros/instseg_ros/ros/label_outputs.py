@@ -79,10 +79,12 @@ VISION_MSGS_MISSING = ('vision_msgs is not installed: detections and detections_
                        'label_info uses instseg_msgs/LabelInfo (install '
                        'ros-$ROS_DISTRO-vision-msgs to get them)')
 
-#: label_info: like camera_info of a pipeline, latched for late subscribers.
-LABEL_INFO_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                            reliability=ReliabilityPolicy.RELIABLE,
-                            durability=DurabilityPolicy.TRANSIENT_LOCAL)
+def label_info_qos() -> QoSProfile:
+    """label_info: like camera_info of a pipeline, latched for late subscribers (a new profile
+    each call: rclpy applies YAML overrides to it in place)."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
+                      reliability=ReliabilityPolicy.RELIABLE,
+                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
 
 def label_info_types() -> tuple[type, type]:
@@ -202,6 +204,11 @@ class LabelPublishers:
     pub_detections: Any | None
     pub_detections_3d: Any | None
 
+    def publishers(self) -> list:
+        """Every publisher created (for the lifecycle's deactivate)."""
+        return [pub for pub in (self.pub_class, self.pub_instance, self.pub_label_info,
+                                self.pub_detections, self.pub_detections_3d) if pub is not None]
+
     @property
     def has_vision_msgs(self) -> bool:
         """False: vision_msgs is missing, detections topics are off."""
@@ -246,7 +253,7 @@ class LabelPublishers:
 
 
 def create_label_publishers(node: Node, class_names: Sequence[str], threshold: float,
-                            result_qos: QoSProfile = qos.RESULT_OUTPUT,
+                            result_qos: Any = qos.result_output,
                             **publisher_kwargs: Any) -> LabelPublishers:
     """Create the publishers (relative topic names) and publish label_info once.
 
@@ -254,25 +261,28 @@ def create_label_publishers(node: Node, class_names: Sequence[str], threshold: f
         node: the node that publishes.
         class_names: the model's class names (0-based class ids index them).
         threshold: the current score threshold.
-        result_qos: QoS of the images and detections (reliable keep-last by default).
+        result_qos: a function returning a new QoS profile for each image and detection
+            publisher (reliable keep-last by default; a new object each, since rclpy applies
+            YAML overrides to the profile in place).
         publisher_kwargs: passed to every ``create_publisher`` (e.g.
             ``qos_overriding_options=qos.overridable()``). label_info always uses
-            :data:`LABEL_INFO_QOS` (reliable, transient local, depth 1).
+            :func:`label_info_qos` (reliable, transient local, depth 1).
     """
     label_info_cls, _ = label_info_types()
     detection_pubs: tuple[Any, Any] = (None, None)
     if vision_msgs is not None:
         detection_pubs = (
-            node.create_publisher(vision_msgs.Detection2DArray, DETECTIONS_TOPIC, result_qos,
+            node.create_publisher(vision_msgs.Detection2DArray, DETECTIONS_TOPIC, result_qos(),
                                   **publisher_kwargs),
-            node.create_publisher(vision_msgs.Detection3DArray, DETECTIONS_3D_TOPIC, result_qos,
+            node.create_publisher(vision_msgs.Detection3DArray, DETECTIONS_3D_TOPIC, result_qos(),
                                   **publisher_kwargs))
     outputs = LabelPublishers(
         node=node, class_names=tuple(class_names), threshold=float(threshold),
-        pub_class=node.create_publisher(Image, LABELS_CLASS_TOPIC, result_qos, **publisher_kwargs),
-        pub_instance=node.create_publisher(Image, LABELS_INSTANCE_TOPIC, result_qos,
+        pub_class=node.create_publisher(Image, LABELS_CLASS_TOPIC, result_qos(), **publisher_kwargs),
+        pub_instance=node.create_publisher(Image, LABELS_INSTANCE_TOPIC, result_qos(),
                                            **publisher_kwargs),
-        pub_label_info=node.create_publisher(label_info_cls, LABEL_INFO_TOPIC, LABEL_INFO_QOS,
+        pub_label_info=node.create_publisher(label_info_cls, LABEL_INFO_TOPIC,
+                                             label_info_qos(),
                                              **publisher_kwargs),
         pub_detections=detection_pubs[0], pub_detections_3d=detection_pubs[1])
     outputs.publish_label_info()

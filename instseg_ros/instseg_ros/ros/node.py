@@ -38,6 +38,7 @@ from instseg_ros.core import rgbd_sync
 from instseg_ros.core.rgbd_sync import RgbdFrame
 from instseg_ros.core.stats import RateMeter, RunningStats
 from instseg_ros.core.throttle import KindThrottle
+from instseg_ros.core.tracking import Tracker, positions_from_instances_3d
 from instseg_ros.core.visualization import draw_overlay
 from instseg_ros.ros import qos
 from instseg_ros.ros.cli import node_help, wants_help
@@ -45,6 +46,7 @@ from instseg_ros.ros.conversions import InstancesPacker, numpy_to_image
 from instseg_ros.ros.diagnostics import build_diagnostics
 from instseg_ros.ros.entry import spin_node
 from instseg_ros.ros.inputs import CameraInputs, stamp_s
+from instseg_ros.ros.label_outputs import VISION_MSGS_MISSING, create_label_publishers
 from instseg_ros.ros.markers import MarkerBuilder, result_to_cloud
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
 from instseg_ros.ros.params import (PARAMETERS, SPECS, NodeParams, declare_all, help_rows,
@@ -106,8 +108,15 @@ class YolactRuntime:
         self.pub_labels = node.create_publisher(Image, 'labels', qos.result_output(), **opts)
         self.pub_points = node.create_publisher(PointCloud2, 'points', qos.result_output(), **opts)
         self.pub_diagnostics = node.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.label_outputs = create_label_publishers(node, self.pipeline.class_names,
+                                                     self.params.score_threshold, **opts)
+        if not self.label_outputs.has_vision_msgs:
+            node.get_logger().info(VISION_MSGS_MISSING)
         self._publishers = [self.pub_instances, self.pub_overlay, self.pub_markers,
-                            self.pub_labels, self.pub_points, self.pub_diagnostics]
+                            self.pub_labels, self.pub_points, self.pub_diagnostics,
+                            *self.label_outputs.publishers()]
+        self.tracker = Tracker(self.params.tracker_params())  # a new run: new ids
+        self._received_at_last = 0
         # prefer the newest colour frame that has its depth (see LatestSlot); without any depth
         # stream there is nothing better to wait for
         self._slot = (LatestSlot(prefer=lambda frame: frame.depth is not None
@@ -159,9 +168,12 @@ class YolactRuntime:
         if result.successful:
             values = {name: getattr(self.params, name) for name in SPECS}
             values.update({p.name: p.value for p in params if p.name in SPECS})
+            threshold_changed = self.params.score_threshold != values['score_threshold']
             self.params = NodeParams.from_values(values)
             if self.inputs is not None:
                 self.inputs.set_pairing(self.params.depth_slop, self.params.depth_wait)
+            if threshold_changed and self._publishers:
+                self.label_outputs.set_threshold(self.params.score_threshold)
         return result
 
     def _check_classes(self, params):
@@ -281,21 +293,34 @@ class YolactRuntime:
         return DepthInput(depth_m=depth_m, intrinsics=intrinsics)
 
     # ----------------------------------------------------------------------------- outputs
+    def _track(self, result: FrameResult, params: NodeParams):
+        """(track ids, track ages) of this frame's instances; ids None when tracking is off."""
+        received = self._counters['received']
+        elapsed, self._received_at_last = max(1, received - self._received_at_last), received
+        self.tracker.params = params.tracker_params()
+        ids, ages = self.tracker.update(
+            result.rois, result.labels, result.scores,
+            positions_from_instances_3d(result.instances_3d, len(result)),
+            frames_elapsed=elapsed, image_size=result.image_size)
+        return (ids if params.track_enabled else None), ages
+
     def _publish(self, result: FrameResult, header, image_bgr, params: NodeParams) -> None:
         names = self.pipeline.class_names
+        tracked, ages = self._track(result, params)
         self.pub_instances.publish(self._packer.pack(
             header, result.image_size, result.rois, result.scores, result.labels, names,
-            result.instances_3d))
+            result.instances_3d, track_ids=tracked,
+            track_ages=ages if tracked is not None else None))
         if params.publish_overlay and self.pub_overlay.get_subscription_count() > 0:
             overlay = draw_overlay(image_bgr, result.rois, result.boxes_xyxy, result.labels,
                                    result.scores, names, alpha=params.overlay_alpha,
                                    draw_boxes=params.overlay_draw_boxes,
                                    draw_labels=params.overlay_draw_labels,
                                    font_scale=params.overlay_font_scale,
-                                   depth_text=_depth_texts(result))
+                                   depth_text=_depth_texts(result), track_ids=tracked)
             self.pub_overlay.publish(numpy_to_image(overlay, 'bgr8', header))
         if params.publish_markers and self.pub_markers.get_subscription_count() > 0:
-            self.pub_markers.publish(self._markers.build(result, header, names))
+            self.pub_markers.publish(self._markers.build(result, header, names, tracked))
         if params.publish_label_image and self.pub_labels.get_subscription_count() > 0:
             labels = label_image(np.stack([paste_roi(x0, y0, crop, *result.image_size)
                                            for x0, y0, crop in result.rois])
@@ -303,6 +328,8 @@ class YolactRuntime:
             self.pub_labels.publish(numpy_to_image(labels, '16UC1', header))
         if params.publish_points and result.points_m is not None:
             self.pub_points.publish(result_to_cloud(result, header))
+        self.label_outputs.publish(result, header, tracked, labels=params.publish_labels,
+                                   detections=params.publish_detections)
 
     def counters(self) -> dict[str, int]:
         """Frame counters: received, processed, dropped, bad_input, paired, unpaired, ..."""

@@ -17,7 +17,7 @@ import time
 import rclpy
 from vision_msgs.msg import Detection2DArray, Detection3DArray, LabelInfo
 
-from instseg_ros.ros.label_outputs import LABEL_INFO_QOS
+from instseg_ros.ros.label_outputs import label_info_qos
 
 
 def stamp(header) -> str:
@@ -66,7 +66,7 @@ def main() -> int:
         rclpy.spin_once(node, timeout_sec=0.05)
         if info_sub is None and data['d2']:
             info_sub = node.create_subscription(LabelInfo, f'{args.namespace}/label_info',
-                                                on_info, LABEL_INFO_QOS)
+                                                on_info, label_info_qos())
         if len(data['d2']) >= args.count and len(data['d3']) >= args.count and data['label_info']:
             break
     with open(args.out, 'w') as handle:

@@ -51,7 +51,7 @@ def main() -> None:
     args = parser.parse_args()
     rclpy.init()
     node = rclpy.create_node('label_outputs_fixture', namespace=args.namespace)
-    pub = node.create_publisher(InstanceMaskArray, 'instances', qos.RESULT_OUTPUT)
+    pub = node.create_publisher(InstanceMaskArray, 'instances', qos.result_output())
     outputs = create_label_publishers(node, CLASS_NAMES, 0.25)
     node.get_logger().info(f'vision_msgs: {outputs.has_vision_msgs}')
     tracker, packer = Tracker(TrackerParams(min_hits=2)), InstancesPacker()

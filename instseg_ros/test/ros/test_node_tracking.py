@@ -7,8 +7,6 @@ yolact node with the shipped model, each a process of its own, over the real mid
 - a subscriber created late still receives label_info (transient local), class map
   0 = background, k + 1 = class k, with the node's score threshold.
 
-Needs the node wiring of ros/label_outputs.py and core/tracking.py (see label_outputs' module
-docstring): until the node publishes these topics the test fails, hence the non-strict xfail.
 """
 
 import pathlib
@@ -20,8 +18,7 @@ import pytest
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from launch_args import PARAMS_FILE, node_command, start, stop  # noqa: E402
 
-pytestmark = [pytest.mark.ros, pytest.mark.slow,
-              pytest.mark.xfail(reason='node wiring pending', strict=False)]
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 CAM = '/trackcam'
 NS = '/tracking'
@@ -74,7 +71,7 @@ def test_track_ids_labels_and_late_label_info(processes, make_node, spin_until):
     from sensor_msgs.msg import Image
 
     from instseg_ros.ros.conversions import image_to_numpy, msg_to_masks
-    from instseg_ros.ros.label_outputs import LABEL_INFO_QOS, label_info_types
+    from instseg_ros.ros.label_outputs import label_info_qos, label_info_types
     _camera, node_proc, logs = processes
     node = make_node('tracking_test_client')
     instances, class_images = [], {}
@@ -104,7 +101,7 @@ def test_track_ids_labels_and_late_label_info(processes, make_node, spin_until):
     late = make_node('tracking_test_late_subscriber')
     infos = []
     label_info_cls, _ = label_info_types()
-    late.create_subscription(label_info_cls, f'{NS}/label_info', infos.append, LABEL_INFO_QOS)
+    late.create_subscription(label_info_cls, f'{NS}/label_info', infos.append, label_info_qos())
     assert spin_until(late, lambda: bool(infos), timeout_s=20)
     info = infos[-1]
     assert (info.class_map[0].class_id, info.class_map[0].class_name) == (0, 'background')
