@@ -27,13 +27,11 @@ setsid "$LIB/synthetic_camera" --ros-args -r __node:=synthetic_camera -r __ns:=/
   > "$OUT/camera.log" 2>&1 &
 pids+=($!)
 setsid "$LIB/yolact_node" --ros-args -r __node:=yolact --params-file "$SHARE/config/yolact.yaml" \
-  -p use_depth:=true -p device:=auto -p num_threads:=1 \
-  -p "qos_overrides./camera/color/image_raw.subscription.reliability:=reliable" \
-  -p "qos_overrides./camera/aligned_depth_to_color/image_raw.subscription.reliability:=reliable" \
+  -p use_depth:=true \
   -r image:=/camera/color/image_raw -r depth:=/camera/aligned_depth_to_color/image_raw \
   -r camera_info:=/camera/color/camera_info \
   > "$OUT/yolact.log" 2>&1 &
 pids+=($!)
 
 python "$REPO/scripts/demo_monitor.py" --seconds "$SECONDS_TO_RUN" --out "$OUT" \
-  --node-log "$OUT/yolact.log"
+  --node-log "$OUT/yolact.log" --camera-rate 10.0

@@ -27,11 +27,14 @@ def main() -> int:
     parser.add_argument('--seconds', type=float, default=20.0)
     parser.add_argument('--out', type=pathlib.Path, required=True)
     parser.add_argument('--node-log', type=pathlib.Path)
+    parser.add_argument('--camera-rate', type=float, default=10.0,
+                        help='rate of the camera [Hz]: frames sent in the window = rate * time')
     args = parser.parse_args()
     rclpy.init()
     node = rclpy.create_node('demo_monitor')
     latencies_ms, counts, overlays, diag = [], [], [], {}
     with_3d = [0]
+    received = []  # (monotonic time, the node's frames_received counter)
 
     def on_instances(msg):
         now = node.get_clock().now().nanoseconds * 1e-9
@@ -49,6 +52,8 @@ def main() -> int:
         for status in msg.status:
             if 'yolact' in status.name:
                 diag.update({kv.key: kv.value for kv in status.values})
+                if 'frames_received' in diag:
+                    received.append((time.monotonic(), int(diag['frames_received'])))
 
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
     node.create_subscription(InstanceMaskArray, '/instances', on_instances, reliable)
@@ -65,7 +70,7 @@ def main() -> int:
         return 1
     print(f'[demo] first result after {time.monotonic() - start:.1f} s; running {args.seconds:.0f} s',
           flush=True)
-    latencies_ms.clear(), counts.clear()
+    latencies_ms.clear(), counts.clear(), received.clear()
     with_3d[0] = 0
     end = time.monotonic() + args.seconds
     while time.monotonic() < end:
@@ -79,9 +84,16 @@ def main() -> int:
     if len(lat):
         print(f'latency stamp->result: mean {lat.mean():.0f} ms, p50 {np.percentile(lat, 50):.0f} ms, '
               f'p99 {np.percentile(lat, 99):.0f} ms')
-    print(f'instances per frame  : {np.mean(counts):.2f} (with 3D position: '
-          f'{with_3d[0] / max(len(counts), 1):.2f})')
-    for key in ('device', 'frames_dropped', 'forward_ms_mean', 'overhead_ms_p50', 'depth_ms_mean',
+    if len(received) >= 2:
+        (t0, n0), (t1, n1) = received[0], received[-1]
+        sent = (t1 - t0) * args.camera_rate
+        print(f'frames received      : {(n1 - n0) / sent:.1%} ({n1 - n0} of ~{sent:.0f} sent at '
+              f'{args.camera_rate:g} Hz, the node\'s frames_received counter)')
+    total = int(np.sum(counts))
+    print(f'instances per frame  : {np.mean(counts):.2f}; with 3D position: '
+          f'{with_3d[0] / max(total, 1):.1%} of {total}')
+    for key in ('device', 'qos_image', 'qos_depth', 'frames_dropped', 'frames_paired',
+                'frames_unpaired', 'forward_ms_mean', 'overhead_ms_p50', 'depth_ms_mean',
                 'latency_ms_p50', 'latency_ms_p99'):
         if key in diag:
             print(f'{key:21s}: {diag[key]}')
