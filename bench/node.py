@@ -432,8 +432,8 @@ def measure_e2e(client: Client, node_proc, settings: dict) -> dict:
 
 
 def measure_delivery(client: Client, node_proc, settings: dict) -> dict:
-    """Low-rate frames to a node with the launch-default (best-effort) image subscription: how
-    many produce a result within probe_timeout_s (the rest were lost in the middleware)."""
+    """Low-rate frames to a node with the default input QoS (input_reliability auto, which
+    follows this reliable publisher): how many produce a result within probe_timeout_s."""
     out = {}
     for width, height in SIZES:
         msgs = size_messages(width, height)
@@ -443,7 +443,7 @@ def measure_delivery(client: Client, node_proc, settings: dict) -> dict:
                 delivered += 1
                 client.spin_for(settings['gap_s'])
         out[f'{width}x{height}'] = {'sent': settings['probe_frames'], 'delivered': delivered}
-        log(f'best-effort delivery {width}x{height}: {delivered}/{settings["probe_frames"]}')
+        log(f'default-QoS delivery {width}x{height}: {delivered}/{settings["probe_frames"]}')
     return out
 
 
@@ -478,8 +478,14 @@ def stop_node(proc, log_path: Path, procs: list) -> int | None:
 
 
 # --------------------------------------------------------------------------- 3. overload
+def overload_frames(settings: dict) -> int:
+    """Frames the 30 Hz camera publishes in the overload section (then it stops by itself)."""
+    return int(30 * (settings['settle_s'] + settings['overload_s'] + 8))
+
+
 def measure_overload(client: Client, node_proc, camera_cmd, camera_log, settings: dict,
                      single_p50_ms: float | None, procs: list) -> dict:
+    d_before = client.fresh_diagnostics(time.time_ns())
     camera_start = time.time_ns()
     camera = start(camera_cmd, camera_log)
     procs.append(camera)
@@ -530,6 +536,15 @@ def measure_overload(client: Client, node_proc, camera_cmd, camera_log, settings
                   'frame. Counter deltas are between two /diagnostics messages (1 s period) '
                   'bracketing the window. The camera process competes for the same 2 cores.'),
     }
+    # the camera stops by itself after max_frames: frames received (node counter) / sent
+    client.spin_until(lambda: 'max_frames reached' in camera_log.read_text(), 120.0,
+                      procs=(node_proc,))
+    client.spin_for(2.0)
+    d_end = client.fresh_diagnostics(time.time_ns())
+    sent = overload_frames(settings)
+    got = counter(d_end, 'received') - counter(d_before, 'received')
+    report['frames_sent'], report['frames_received'] = sent, got
+    report['frames_received_of_sent'] = round(got / sent, 3)
     code = stop(camera, timeout_s=10.0)
     procs.remove(camera)
     report['camera_exit_code'] = code
@@ -606,12 +621,15 @@ def markdown(report: dict) -> str:
         diag = ol.get('node_diagnostics_end') or {}
         lines.append(f'| overload: camera rate Hz / node forward mean ms (diag, last <=100 frames) | '
                      f'{ol["camera_rate_hz"]} / {diag.get("forward_ms_mean", "-")} |')
+        lines.append(f'| overload: frames received by the node / sent by the camera | '
+                     f'{ol.get("frames_received")} / {ol.get("frames_sent")} '
+                     f'({ol.get("frames_received_of_sent")}) |')
         lines.append(f'| overload frames published / received / processed / dropped | '
                      f'{ol["camera_frames_published"]} / {d["received"]} / {d["processed"]} / '
                      f'{d["dropped"]} |')
     dq = report.get('default_qos', {}).get('delivery_low_rate')
     if dq:
-        lines.append('| launch-default (best-effort) input, low rate: delivered / sent | '
+        lines.append('| default input QoS (auto), low rate: delivered / sent | '
                      + ', '.join(f'{k} {v["delivered"]}/{v["sent"]}' for k, v in dq.items()) + ' |')
     sizes = report.get('message_size')
     if sizes:
@@ -721,9 +739,8 @@ def main(argv=None) -> dict:
                                  f'{settings["gap_s"]} s idle'),
                 'subscribed_outputs': ('/instances (reliable), overlay and markers (best effort), '
                                        'so the node renders every output'),
-                'why_reliable': ('with the launch-default best-effort image subscription, raw '
-                                 'images of ~1 MB and more are often lost by the middleware on '
-                                 'this machine (see default_qos_delivery)'),
+                'why_reliable': ('pinned reliable for this section; input_reliability auto '
+                                 'picks the same for a reliable publisher (see default_qos)'),
             }
             report['e2e'].update(measure_e2e(client, node_proc, settings))
             report['e2e']['node_exit_code'] = stop_node(node_proc, node_log, procs)
@@ -734,7 +751,7 @@ def main(argv=None) -> dict:
             report['default_qos'] = {
                 'node_command': ' '.join(default_cmd), 'node_startup_s': startup,
                 'node_image_subscription_reliability': endpoint_qos(client, IMAGE_TOPIC)}
-            log('best-effort delivery probe')
+            log('default-QoS delivery probe')
             report['default_qos']['delivery_low_rate'] = measure_delivery(client, node_proc,
                                                                           settings)
             log('section 3: overload (camera at 30 Hz)')
@@ -742,11 +759,12 @@ def main(argv=None) -> dict:
                                       node_name='synthetic_camera', namespace=CAMERA_NS,
                                       parameters={'rate': 30.0, 'width': 640, 'height': 480,
                                                   'pool_size': settings['camera_pool'],
-                                                  'seed': 1000})
+                                                  'seed': 1000,
+                                                  'max_frames': overload_frames(settings)})
             single = report['e2e']['640x480']['latency_ms']['p50']
             report['overload'] = measure_overload(client, node_proc, camera_cmd,
                                                   tmp / 'camera.log', settings, single, procs)
-            report['overload']['node'] = 'launch-default QoS node (best-effort image subscription)'
+            report['overload']['node'] = 'node with the default input QoS (input_reliability auto)'
             report['overload']['camera_command'] = ' '.join(camera_cmd)
             report['default_qos']['node_exit_code'] = stop_node(node_proc, node_log, procs)
         finally:
