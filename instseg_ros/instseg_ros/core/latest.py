@@ -19,8 +19,10 @@ class LatestSlot:
     """
 
     def __init__(self, prefer: Callable[[Any], bool] | None = None, max_hold_s: float = 0.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._cond = threading.Condition()
+                 clock: Callable[[], float] = time.monotonic,
+                 cond: threading.Condition | None = None) -> None:
+        # ``cond``: a Condition shared by several slots, so one waiter hears of any of them
+        self._cond = cond if cond is not None else threading.Condition()
         self._item: Any = None
         self._has_item = False
         self._closed = False
@@ -42,7 +44,7 @@ class LatestSlot:
             if not self._has_item:
                 self._filled_at = now
             self._item, self._has_item, self._put_at = item, True, now
-            self._cond.notify()
+            self._cond.notify_all()
             return replaced
 
     def take(self, timeout_s: float | None = None) -> Any:
@@ -56,6 +58,23 @@ class LatestSlot:
                                     timeout=max(0.0, self._max_hold_s
                                                 - (self._clock() - self._filled_at)))
             if not self._has_item or self._closed:
+                return None
+            item, self._item, self._has_item = self._item, None, False
+            return item
+
+    def ready_in(self) -> float | None:
+        """Seconds until ``poll_item`` would return an item (0: now), None when empty."""
+        with self._cond:
+            if not self._has_item:
+                return None
+            if self._prefer is None or self._prefer(self._item):
+                return 0.0
+            return max(0.0, self._max_hold_s - (self._clock() - self._filled_at))
+
+    def poll_item(self) -> Any:
+        """Non-blocking ``take``: the item if one is ready (see ``ready_in``), else None."""
+        with self._cond:
+            if self.ready_in() != 0.0:
                 return None
             item, self._item, self._has_item = self._item, None, False
             return item

@@ -14,7 +14,16 @@ def build_diagnostics(stamp, node_name: str, device: str, model: str, input_rate
                       output_rate_hz: float, counters: dict[str, int],
                       stages: dict[str, dict[str, float]],
                       input_qos: dict[str, str] | None = None) -> DiagnosticArray:
-    """One DiagnosticStatus named '<node>: inference'.
+    """A DiagnosticArray holding one :func:`build_status`."""
+    return DiagnosticArray(header=_header(stamp), status=[build_status(
+        node_name, device, model, input_rate_hz, output_rate_hz, counters, stages, input_qos)])
+
+
+def build_status(node_name: str, device: str, model: str, input_rate_hz: float,
+                 output_rate_hz: float, counters: dict[str, int],
+                 stages: dict[str, dict[str, float]],
+                 input_qos: dict[str, str] | None = None) -> DiagnosticStatus:
+    """One DiagnosticStatus named '<node>: inference' (multi-camera: '<node> <camera>: ...').
 
     Level: OK while frames flow, WARN when no input arrived recently, ERROR when more than half of
     the received frames were bad input. Values: rates [Hz], counters (``frames_<key>`` for each
@@ -47,7 +56,7 @@ def build_diagnostics(stamp, node_name: str, device: str, model: str, input_rate
     if 'instances' in stages:
         values.append(('instances_per_frame', f'{stages["instances"]["mean"]:.2f}'))
     status.values = [KeyValue(key=k, value=v) for k, v in values]
-    return DiagnosticArray(header=_header(stamp), status=[status])
+    return status
 
 
 def _header(stamp):

@@ -126,30 +126,33 @@ class CameraInputs:
         deliver: called with each resolved :class:`RgbdFrame` (from the executor thread).
         on_color: called for every colour message received (counting, rate).
         report: ``report(kind, text)``: throttled warnings.
+        prefix: '' or '<camera>/' before the topic names (multi-camera node).
     """
 
     def __init__(self, node, params, deliver: Callable[[RgbdFrame], None],
-                 on_color: Callable[[], None], report: Callable[[str, str], None]):
+                 on_color: Callable[[], None], report: Callable[[str, str], None],
+                 prefix: str = ''):
         self._node, self._deliver, self._on_color, self._report = node, deliver, on_color, report
         self.use_depth = params.use_depth
+        self.prefix = prefix
         mode = params.input_reliability
         self.sync = RgbdSync(slop_s=params.depth_slop, wait_s=params.depth_wait)
         if params.input_compressed:
             # image_transport's convention: <image topic after remapping>/compressed
-            topic = node.resolve_topic_name('image') + '/compressed'
+            topic = node.resolve_topic_name(prefix + 'image') + '/compressed'
             self.color = MatchedSubscription(node, CompressedImage, topic, self._on_color_msg,
-                                             mode, 'image (compressed)')
+                                             mode, prefix + 'image (compressed)')
         else:
-            self.color = MatchedSubscription(node, Image, 'image', self._on_color_msg, mode,
-                                             'image')
+            self.color = MatchedSubscription(node, Image, prefix + 'image', self._on_color_msg,
+                                             mode, prefix + 'image')
         self.inputs = [self.color]
         self.depth = self.info = None
         self._timers = [node.create_timer(QOS_CHECK_PERIOD_S, self._check)]
         if self.use_depth:
-            self.depth = MatchedSubscription(node, Image, 'depth', self._on_depth_msg, mode,
-                                             'depth')
-            self.info = MatchedSubscription(node, CameraInfo, 'camera_info', self._on_info_msg,
-                                            mode, 'camera_info')
+            self.depth = MatchedSubscription(node, Image, prefix + 'depth', self._on_depth_msg,
+                                             mode, prefix + 'depth')
+            self.info = MatchedSubscription(node, CameraInfo, prefix + 'camera_info',
+                                            self._on_info_msg, mode, prefix + 'camera_info')
             self.inputs += [self.depth, self.info]
             self._timers.append(node.create_timer(PAIRING_POLL_PERIOD_S, self._poll))
 
@@ -196,7 +199,7 @@ class CameraInputs:
         fraction, count = self.sync.recent_unpaired_fraction()
         if count < 10 or fraction <= UNPAIRED_WARN_FRACTION:
             return
-        self._report('pairing', f'{fraction:.0%} of the last {count} colour frames had no '
+        self._report('pairing', f'{self.prefix}{fraction:.0%} of the last {count} colour frames had no '
                                 f'depth: {self.likely_cause()}')
 
     def likely_cause(self) -> str:

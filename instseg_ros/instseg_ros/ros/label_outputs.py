@@ -253,7 +253,7 @@ class LabelPublishers:
 
 
 def create_label_publishers(node: Node, class_names: Sequence[str], threshold: float,
-                            result_qos: Any = qos.result_output,
+                            result_qos: Any = qos.result_output, prefix: str = '',
                             **publisher_kwargs: Any) -> LabelPublishers:
     """Create the publishers (relative topic names) and publish label_info once.
 
@@ -261,6 +261,7 @@ def create_label_publishers(node: Node, class_names: Sequence[str], threshold: f
         node: the node that publishes.
         class_names: the model's class names (0-based class ids index them).
         threshold: the current score threshold.
+        prefix: put before every topic name ('' or '<camera>/' for a multi-camera node).
         result_qos: a function returning a new QoS profile for each image and detection
             publisher (reliable keep-last by default; a new object each, since rclpy applies
             YAML overrides to the profile in place).
@@ -272,16 +273,16 @@ def create_label_publishers(node: Node, class_names: Sequence[str], threshold: f
     detection_pubs: tuple[Any, Any] = (None, None)
     if vision_msgs is not None:
         detection_pubs = (
-            node.create_publisher(vision_msgs.Detection2DArray, DETECTIONS_TOPIC, result_qos(),
+            node.create_publisher(vision_msgs.Detection2DArray, prefix + DETECTIONS_TOPIC, result_qos(),
                                   **publisher_kwargs),
-            node.create_publisher(vision_msgs.Detection3DArray, DETECTIONS_3D_TOPIC, result_qos(),
+            node.create_publisher(vision_msgs.Detection3DArray, prefix + DETECTIONS_3D_TOPIC, result_qos(),
                                   **publisher_kwargs))
     outputs = LabelPublishers(
         node=node, class_names=tuple(class_names), threshold=float(threshold),
-        pub_class=node.create_publisher(Image, LABELS_CLASS_TOPIC, result_qos(), **publisher_kwargs),
-        pub_instance=node.create_publisher(Image, LABELS_INSTANCE_TOPIC, result_qos(),
+        pub_class=node.create_publisher(Image, prefix + LABELS_CLASS_TOPIC, result_qos(), **publisher_kwargs),
+        pub_instance=node.create_publisher(Image, prefix + LABELS_INSTANCE_TOPIC, result_qos(),
                                            **publisher_kwargs),
-        pub_label_info=node.create_publisher(label_info_cls, LABEL_INFO_TOPIC,
+        pub_label_info=node.create_publisher(label_info_cls, prefix + LABEL_INFO_TOPIC,
                                              label_info_qos(),
                                              **publisher_kwargs),
         pub_detections=detection_pubs[0], pub_detections_3d=detection_pubs[1])

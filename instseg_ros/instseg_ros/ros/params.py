@@ -48,6 +48,16 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('num_threads', 0, 'CPU threads for torch in this process (0 = torch default). '
               'On small CPUs shared with other processes, 1 is often fastest.', read_only=True,
               min_value=0, max_value=256),
+    ParamSpec('cameras', [], 'Camera namespaces served by this one node and model, e.g. '
+              '[front, rear] (a string list or one comma-separated string): inputs '
+              '<camera>/image, <camera>/depth, <camera>/camera_info, outputs <camera>/instances, '
+              '... Empty: one camera, topics without a prefix.', read_only=True,
+              dynamic_typing=True),
+    ParamSpec('max_batch', 4, 'Most camera frames batched into one forward pass.',
+              read_only=True, min_value=1, max_value=64),
+    ParamSpec('batch_wait_ms', 5.0, 'Once one camera frame is ready, wait at most this long for '
+              'the other cameras before running the batch [ms].', read_only=True,
+              min_value=0.0, max_value=1000.0),
     ParamSpec('input_compressed', False, 'Subscribe to <image>/compressed (JPEG/PNG '
               'sensor_msgs/CompressedImage, image_transport naming: the remapped image topic + '
               '"/compressed") instead of image.', read_only=True),
@@ -137,6 +147,9 @@ class NodeParams:
     device: str
     half: bool
     num_threads: int
+    cameras: tuple[str, ...]
+    max_batch: int
+    batch_wait_ms: float
     input_compressed: bool
     input_reliability: str
     max_image_pixels: int
@@ -185,6 +198,7 @@ class NodeParams:
         """Build from a {name: value} dict holding every parameter."""
         kwargs = dict(values)
         kwargs['classes'] = normalize_classes(values['classes'])
+        kwargs['cameras'] = normalize_classes(values['cameras'])
         return NodeParams(**kwargs)
 
 
