@@ -367,9 +367,11 @@ class BagJob:
             self.out.close(keep=not any(kind == 'writer' for kind, _ in self.errors))
 
     def _write_items(self) -> None:
+        from instseg_ros.core.tracking import Tracker
         from instseg_ros.tools.bag_output import pack_outputs
 
         names = list(self.pipeline.class_names)
+        tracker = Tracker(self.params.tracker_params()) if self.params.track_enabled else None
         while True:
             item = self.write_q.get()
             if item is _DONE:
@@ -382,7 +384,7 @@ class BagJob:
                     continue
                 _, frame, result = item
                 for topic, typename, msg in pack_outputs(self.store, self.out.ns_topics, frame,
-                                                         result, names, self.params):
+                                                         result, names, self.params, tracker):
                     self.out.write(topic, typename, frame.timestamp_ns, msg)
                 self.written += 1
                 for label in result.labels:

@@ -106,10 +106,19 @@ def _depth_texts(result) -> list[str | None] | None:
 
 
 def pack_outputs(store, ns_topics: dict[str, str], frame, result, class_names,
-                 params) -> Iterator[tuple[str, str, Any]]:
-    """(topic, msgtype, rosbags message) of one frame for each output topic that is open."""
+                 params, tracker=None) -> Iterator[tuple[str, str, Any]]:
+    """(topic, msgtype, rosbags message) of one frame for each output topic that is open.
+
+    ``tracker``: a core.tracking.Tracker fed every frame in order (the node's track ids), or None.
+    """
+    ids = ages = None
+    if tracker is not None:
+        from instseg_ros.core.tracking import positions_from_instances_3d
+        ids, ages = tracker.update(result.rois, result.labels, result.scores,
+                                   positions_from_instances_3d(result.instances_3d, len(result)),
+                                   image_size=result.image_size)
     yield (ns_topics['instances'], INSTANCE_MASK_ARRAY,
-           result_to_instances(store, frame.header, result, class_names))
+           result_to_instances(store, frame.header, result, class_names, ids, ages))
     if 'overlay' in ns_topics:
         overlay = draw_overlay(frame.image_bgr, result.rois, result.boxes_xyxy, result.labels,
                                result.scores, class_names, alpha=params.overlay_alpha,

@@ -116,7 +116,9 @@ def _xyz(store, typename: str, values: Sequence[float] | None):
     return store.types[typename](x=x, y=y, z=z)
 
 
-def result_to_instances(store, header: Any, result: Any, class_names: Sequence[str]):
+def result_to_instances(store, header: Any, result: Any, class_names: Sequence[str],
+                        track_ids: Sequence[int] | None = None,
+                        track_ages: Sequence[int] | None = None):
     """rosbags ``InstanceMaskArray`` of one ``FrameResult`` (the fields ``instances_to_msg`` sets).
 
     Args:
@@ -124,6 +126,7 @@ def result_to_instances(store, header: Any, result: Any, class_names: Sequence[s
         header: the source image's (rosbags) header, copied into the array and every mask.
         result: ``core.pipeline.FrameResult`` (image_size, rois, scores, labels, instances_3d).
         class_names: names by label; a label outside the list is named by its index.
+        track_ids, track_ages: N integers each (core.tracking.Tracker.update), or None: 0.
 
     Raises:
         ValueError: an ROI lies outside the image, or the lengths differ.
@@ -151,7 +154,9 @@ def result_to_instances(store, header: Any, result: Any, class_names: Sequence[s
             position=_xyz(store, 'geometry_msgs/msg/Point', item.position_m if has else None),
             box_center=_xyz(store, 'geometry_msgs/msg/Point', item.box_center_m if has else None),
             box_size=_xyz(store, 'geometry_msgs/msg/Vector3', item.box_size_m if has else None),
-            num_points=int(item.num_points) if has else 0))
+            num_points=int(item.num_points) if has else 0,
+            track_id=int(track_ids[index]) if track_ids is not None else 0,
+            track_age=int(track_ages[index]) if track_ids is not None else 0))
     return store.types[INSTANCE_MASK_ARRAY](header=header, height=height, width=width,
                                             instances=instances)
 

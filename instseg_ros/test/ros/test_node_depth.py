@@ -101,7 +101,11 @@ def test_colour_without_matching_depth_still_yields_instances(make_node, spin_un
 
     from instseg_ros.ros.conversions import numpy_to_image
     from instseg_ros.synth.scene import Camera, render_scene
-    _camera, node_proc, _logs = processes
+    camera, node_proc, _logs = processes
+    # While complete colour + depth pairs keep coming, the node processes those (the newest
+    # complete pair wins, the others are dropped and counted); once the depth stream has stopped,
+    # a colour frame whose depth never comes is published without 3D.
+    stop(camera)
     node = make_node('nodepth_test_client')
     results = []
     node.create_subscription(InstanceMaskArray, '/robot/instances', results.append, 10)
@@ -109,7 +113,7 @@ def test_colour_without_matching_depth_still_yields_instances(make_node, spin_un
     assert spin_until(node, lambda: pub.get_subscription_count() > 0, timeout_s=30)
     msg = numpy_to_image(render_scene(3, Camera(320, 240)).image_bgr, 'bgr8')
     msg.header.stamp.sec, msg.header.frame_id = 7, 'camera_color_optical_frame'  # no depth near t=7
-    for _ in range(60):  # the camera keeps publishing and only the newest frame is processed
+    for _ in range(60):
         pub.publish(msg)
         if spin_until(node, lambda: any(r.header.stamp.sec == 7 for r in results), timeout_s=1.0):
             break
