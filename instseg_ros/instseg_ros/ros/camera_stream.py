@@ -74,8 +74,9 @@ class CameraStream:
                            self.pub_labels, self.pub_points, *self.label_outputs.publishers()]
         self.tracker = Tracker(params.tracker_params())  # a new run: new ids
         self._received_at_last = 0
+        topics = tuple(params.camera_topics) if p else ('image', 'depth', 'camera_info')
         self.inputs = CameraInputs(node, params, deliver=deliver, on_color=self._on_color,
-                                   report=self._runtime.report, prefix=p)
+                                   report=self._runtime.report, prefix=p, topics=topics)
 
     def deactivate(self) -> None:
         if self.inputs is not None:

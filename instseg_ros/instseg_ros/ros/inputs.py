@@ -127,11 +127,13 @@ class CameraInputs:
         on_color: called for every colour message received (counting, rate).
         report: ``report(kind, text)``: throttled warnings.
         prefix: '' or '<camera>/' before the topic names (multi-camera node).
+        topics: (colour, depth, camera_info) topic names after the prefix.
     """
 
     def __init__(self, node, params, deliver: Callable[[RgbdFrame], None],
                  on_color: Callable[[], None], report: Callable[[str, str], None],
-                 prefix: str = ''):
+                 prefix: str = '', topics: tuple[str, str, str] = ('image', 'depth',
+                                                                    'camera_info')):
         self._node, self._deliver, self._on_color, self._report = node, deliver, on_color, report
         self.use_depth = params.use_depth
         self.prefix = prefix
@@ -139,19 +141,19 @@ class CameraInputs:
         self.sync = RgbdSync(slop_s=params.depth_slop, wait_s=params.depth_wait)
         if params.input_compressed:
             # image_transport's convention: <image topic after remapping>/compressed
-            topic = node.resolve_topic_name(prefix + 'image') + '/compressed'
+            topic = node.resolve_topic_name(prefix + topics[0]) + '/compressed'
             self.color = MatchedSubscription(node, CompressedImage, topic, self._on_color_msg,
                                              mode, prefix + 'image (compressed)')
         else:
-            self.color = MatchedSubscription(node, Image, prefix + 'image', self._on_color_msg,
+            self.color = MatchedSubscription(node, Image, prefix + topics[0], self._on_color_msg,
                                              mode, prefix + 'image')
         self.inputs = [self.color]
         self.depth = self.info = None
         self._timers = [node.create_timer(QOS_CHECK_PERIOD_S, self._check)]
         if self.use_depth:
-            self.depth = MatchedSubscription(node, Image, prefix + 'depth', self._on_depth_msg,
+            self.depth = MatchedSubscription(node, Image, prefix + topics[1], self._on_depth_msg,
                                              mode, prefix + 'depth')
-            self.info = MatchedSubscription(node, CameraInfo, prefix + 'camera_info',
+            self.info = MatchedSubscription(node, CameraInfo, prefix + topics[2],
                                             self._on_info_msg, mode, prefix + 'camera_info')
             self.inputs += [self.depth, self.info]
             self._timers.append(node.create_timer(PAIRING_POLL_PERIOD_S, self._poll))

@@ -41,6 +41,9 @@ PARAMETER_ARGUMENTS = {
     'mask_erosion': 'Erode masks by N px before reading depth.',
     'publish_points': 'Publish the instances point cloud on points.',
     'use_sim_time': 'Use the /clock topic (replaying bags).',
+    'input_reliability': 'Input QoS: auto (follow the publishers) | reliable | best_effort.',
+    'cameras': 'Camera namespaces served by one model, e.g. [front,rear] (inputs '
+               '/<camera>/color/image_raw ..., outputs /<camera>/instances ...).',
 }
 
 #: parameters that are launch arguments but not in the node's table

@@ -53,6 +53,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               '<camera>/image, <camera>/depth, <camera>/camera_info, outputs <camera>/instances, '
               '... Empty: one camera, topics without a prefix.', read_only=True,
               dynamic_typing=True),
+    ParamSpec('camera_topics', ['color/image_raw', 'aligned_depth_to_color/image_raw',
+                                'color/camera_info'],
+              'With cameras: the colour, depth and camera_info topics under each camera namespace '
+              '(the RealSense layout by default: /front/color/image_raw ...).', read_only=True),
     ParamSpec('max_batch', 4, 'Most camera frames batched into one forward pass.',
               read_only=True, min_value=1, max_value=64),
     ParamSpec('batch_wait_ms', 5.0, 'Once one camera frame is ready, wait at most this long for '
@@ -148,6 +152,7 @@ class NodeParams:
     half: bool
     num_threads: int
     cameras: tuple[str, ...]
+    camera_topics: tuple[str, ...]
     max_batch: int
     batch_wait_ms: float
     input_compressed: bool
@@ -199,6 +204,7 @@ class NodeParams:
         kwargs = dict(values)
         kwargs['classes'] = normalize_classes(values['classes'])
         kwargs['cameras'] = normalize_classes(values['cameras'])
+        kwargs['camera_topics'] = tuple(values['camera_topics'])
         return NodeParams(**kwargs)
 
 

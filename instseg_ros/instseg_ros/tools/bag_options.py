@@ -20,7 +20,9 @@ from instseg_ros.ros.params import PARAMETERS, SPECS, NodeParams, ParamSpec, nor
 #: Node parameters without meaning offline: input_compressed is detected from the bag, use_depth
 #: follows --depth-topic, and what to write is chosen with --overlay / --labels.
 NODE_ONLY = frozenset({'input_compressed', 'use_depth', 'diagnostics_period', 'publish_overlay',
-                       'publish_markers', 'publish_label_image', 'publish_points'})
+                       'publish_markers', 'publish_label_image', 'publish_points',
+                       'input_reliability', 'depth_wait', 'cameras', 'camera_topics', 'max_batch',
+                       'batch_wait_ms'})
 
 
 class OptionError(ValueError):

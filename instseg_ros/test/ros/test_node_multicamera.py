@@ -29,7 +29,7 @@ def processes(tmp_path_factory):
                                parameters={**cfg, 'pool_size': 1,
                                            'frame_id': f'{name}_optical'}),
                   logs / f'camera_{name}.log') for name, cfg in CAMERAS.items()]
-    remaps = {f'{name}/image': f'/cam_{name}/color/image_raw' for name in CAMERAS}
+    remaps = {f'{name}/color/image_raw': f'/cam_{name}/color/image_raw' for name in CAMERAS}
     node = start(node_command(params_file=PARAMS_FILE, namespace='/multi',
                               parameters={'cameras': '[front, rear]', 'score_threshold': 0.2},
                               remaps=remaps), logs / 'yolact.log')
