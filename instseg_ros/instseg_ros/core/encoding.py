@@ -247,3 +247,14 @@ def instance_label_image(owner: np.ndarray, track_ids: Any | None = None) -> np.
     lut = np.zeros(ids.shape[0] + 1, dtype=np.uint16)
     lut[1:] = np.where(ids > 0, (ids - 1) % 65535 + 1, 0)
     return lut[owner]
+
+
+def check_roi_inside(roi: Roi | None, height: int, width: int) -> None:
+    """Raise ValueError when an ROI crop ``(x0, y0, crop [h, w])`` does not lie inside a
+    ``height x width`` image (None, an empty mask, always fits)."""
+    if roi is None:
+        return
+    x0, y0, crop = roi
+    if x0 < 0 or y0 < 0 or x0 + crop.shape[1] > width or y0 + crop.shape[0] > height:
+        raise ValueError(f'ROI x0={x0} y0={y0} {crop.shape[1]}x{crop.shape[0]} (w x h) is outside '
+                         f'the {width}x{height} image')

@@ -19,7 +19,8 @@ from instseg_msgs.msg import InstanceMask, InstanceMaskArray
 from sensor_msgs.msg import CompressedImage, Image, RegionOfInterest
 from std_msgs.msg import Header
 
-from instseg_ros.core.encoding import Roi, mono8_to_mask, paste_roi, roi_to_mono8
+from instseg_ros.core.encoding import (Roi, check_roi_inside, mono8_to_mask, paste_roi,
+                                       roi_to_mono8)
 # Decoding (message -> numpy) lives in the pure core so offline tools share it; re-exported here.
 from instseg_ros.core.image_codec import (ImageTooLarge, compressed_to_bgr8,  # noqa: F401
                                           encoding_info, image_to_bgr8, image_to_numpy)
@@ -135,16 +136,6 @@ def _fill_roi(region: RegionOfInterest, mask: Image, header: Header, roi: Roi | 
     mask.data = uint8_array(roi_to_mono8(crop))
 
 
-def _check_roi_inside(roi: Roi | None, height: int, width: int) -> None:
-    """Raise ValueError when an ROI crop does not lie inside a ``height x width`` image."""
-    if roi is None:
-        return
-    x0, y0, crop = roi
-    if x0 < 0 or y0 < 0 or x0 + crop.shape[1] > width or y0 + crop.shape[0] > height:
-        raise ValueError(f'ROI x0={x0} y0={y0} {crop.shape[1]}x{crop.shape[0]} (w x h) is outside '
-                         f'the {width}x{height} image')
-
-
 def _fill_instance3d(instance: InstanceMask, item: Any) -> None:
     """Copy duck-typed 3D fields (has_position, position_m, box_center_m, box_size_m,
     num_points) into ``instance``; ``None`` gives has_position false and zeros."""
@@ -198,7 +189,7 @@ def instances_to_msg(header: Header, image_size: tuple[int, int],
                          f'{"no" if instance3d is None else len(instance3d)} 3D items, '
                          f'{len(track_ids)} track ids, {len(track_ages)} track ages')
     for roi in rois:
-        _check_roi_inside(roi, height, width)
+        check_roi_inside(roi, height, width)
     pool = [] if reuse is None else reuse
     while len(pool) < count:
         pool.append(InstanceMask())

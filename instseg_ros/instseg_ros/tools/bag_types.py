@@ -17,7 +17,8 @@ from typing import Any, Sequence
 import numpy as np
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore
 
-from instseg_ros.core.encoding import Roi, label_image, paste_roi, roi_to_mono8
+from instseg_ros.core.encoding import (Roi, check_roi_inside, label_image, paste_roi,
+                                       roi_to_mono8)
 
 INSTANCE_MASK = 'instseg_msgs/msg/InstanceMask'
 INSTANCE_MASK_ARRAY = 'instseg_msgs/msg/InstanceMaskArray'
@@ -102,15 +103,6 @@ def _roi_msgs(store, header: Any, roi: Roi | None):
     return region, numpy_to_image(store, roi_to_mono8(crop), 'mono8', header)
 
 
-def _check_roi_inside(roi: Roi | None, height: int, width: int) -> None:
-    if roi is None:
-        return
-    x0, y0, crop = roi
-    if x0 < 0 or y0 < 0 or x0 + crop.shape[1] > width or y0 + crop.shape[0] > height:
-        raise ValueError(f'ROI x0={x0} y0={y0} {crop.shape[1]}x{crop.shape[0]} (w x h) is outside '
-                         f'the {width}x{height} image')
-
-
 def _xyz(store, typename: str, values: Sequence[float] | None):
     x, y, z = (0.0, 0.0, 0.0) if values is None else (float(v) for v in values)
     return store.types[typename](x=x, y=y, z=z)
@@ -141,7 +133,7 @@ def result_to_instances(store, header: Any, result: Any, class_names: Sequence[s
     mask_type = store.types[INSTANCE_MASK]
     instances = []
     for index, roi in enumerate(result.rois):
-        _check_roi_inside(roi, height, width)
+        check_roi_inside(roi, height, width)
         label = int(result.labels[index])
         item = None if items3d is None else items3d[index]
         region, mask = _roi_msgs(store, header, roi)
