@@ -145,10 +145,9 @@ def measure_overhead(weights: Path, settings: dict, scene_seed: int = SEED + 7,
     from instseg_ros.core.geometry import CameraIntrinsics, DepthParams, depth_to_meters
     from instseg_ros.core.pipeline import DepthInput, FramePipeline
     from instseg_ros.core.predictor import InferenceParams, Predictor
-    from instseg_ros.core.visualization import draw_overlay
+    from instseg_ros.core.visualization import depth_texts, draw_overlay
     from instseg_ros.ros.conversions import InstancesPacker, image_to_bgr8, numpy_to_image
     from instseg_ros.ros.markers import MarkerBuilder
-    from instseg_ros.ros.node import _depth_texts
     from rclpy.serialization import deserialize_message, serialize_message
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header
@@ -193,7 +192,8 @@ def measure_overhead(weights: Path, settings: dict, scene_seed: int = SEED + 7,
             result.instances_3d))
         overlay_msg, overlay_ms = timed(lambda: numpy_to_image(draw_overlay(
             image, result.rois, result.boxes_xyxy, result.labels, result.scores, names, alpha=0.45,
-            draw_boxes=True, draw_labels=True, font_scale=0.5, depth_text=_depth_texts(result)),
+            draw_boxes=True, draw_labels=True, font_scale=0.5,
+            depth_text=depth_texts(result.instances_3d)),
             'bgr8', header))
         _, markers_ms = timed(lambda: marker_builder.build(result, header, names))
         frame = {'image_to_bgr8': decode_ms, 'preprocess': result.timings_ms['preprocess'],

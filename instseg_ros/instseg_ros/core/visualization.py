@@ -323,3 +323,12 @@ def text_label(name: str, score: float, center_m: Sequence[float],
     """
     position = label_positions(np.reshape(center_m, 3), np.reshape(size_m, 3), margin_m, up)
     return label_text(name, score, depth_text), position
+
+
+def depth_texts(instances_3d) -> list[str | None] | None:
+    """Overlay text per instance: its distance ``'1.30 m'`` (z of the position, metres) when it
+    has a 3D position, else None; None when there was no depth at all."""
+    if instances_3d is None:
+        return None
+    return [f'{inst.position_m[2]:.2f} m' if inst.has_position else None
+            for inst in instances_3d]

@@ -28,7 +28,7 @@ from instseg_ros.core.pipeline import DepthInput, FrameResult
 from instseg_ros.core.rgbd_sync import RgbdFrame
 from instseg_ros.core.stats import RateMeter, RunningStats
 from instseg_ros.core.tracking import Tracker, positions_from_instances_3d
-from instseg_ros.core.visualization import draw_overlay
+from instseg_ros.core.visualization import depth_texts, draw_overlay
 from instseg_ros.ros import qos
 from instseg_ros.ros.conversions import InstancesPacker, numpy_to_image
 from instseg_ros.ros.diagnostics import build_status
@@ -165,7 +165,8 @@ class CameraStream:
                                    draw_boxes=params.overlay_draw_boxes,
                                    draw_labels=params.overlay_draw_labels,
                                    font_scale=params.overlay_font_scale,
-                                   depth_text=_depth_texts(result), track_ids=tracked)
+                                   depth_text=depth_texts(result.instances_3d),
+                                   track_ids=tracked)
             self.pub_overlay.publish(numpy_to_image(overlay, 'bgr8', header))
         if params.publish_markers and self.pub_markers.get_subscription_count() > 0:
             self.pub_markers.publish(self._markers.build(result, header, names, tracked))
@@ -199,10 +200,3 @@ class CameraStream:
                             output_rate_hz=self.rate_out.rate_hz(),
                             counters=self.counters(dropped), stages=self.stats.summary(),
                             input_qos=inputs)
-
-
-def _depth_texts(result: FrameResult) -> list[str | None] | None:
-    if result.instances_3d is None:
-        return None
-    return [f'{inst.position_m[2]:.2f} m' if inst.has_position else None
-            for inst in result.instances_3d]

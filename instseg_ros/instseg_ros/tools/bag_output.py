@@ -13,7 +13,7 @@ from typing import Any, Iterator
 
 from rosbags.rosbag2 import StoragePlugin, Writer
 
-from instseg_ros.core.visualization import draw_overlay
+from instseg_ros.core.visualization import depth_texts, draw_overlay
 from instseg_ros.tools.bag_types import (IMAGE, INSTANCE_MASK_ARRAY, numpy_to_image,
                                          result_to_instances, result_to_label_image)
 
@@ -98,12 +98,6 @@ class OutputBag:
         shutil.rmtree(self.partial_root, ignore_errors=True)
 
 
-def _depth_texts(result) -> list[str | None] | None:
-    if result.instances_3d is None:
-        return None
-    return [f'{inst.position_m[2]:.2f} m' if inst.has_position else None
-            for inst in result.instances_3d]
-
 
 def pack_outputs(store, ns_topics: dict[str, str], frame, result, class_names,
                  params, tracker=None) -> Iterator[tuple[str, str, Any]]:
@@ -125,7 +119,7 @@ def pack_outputs(store, ns_topics: dict[str, str], frame, result, class_names,
                                draw_boxes=params.overlay_draw_boxes,
                                draw_labels=params.overlay_draw_labels,
                                font_scale=params.overlay_font_scale,
-                               depth_text=_depth_texts(result))
+                               depth_text=depth_texts(result.instances_3d))
         yield ns_topics['overlay'], IMAGE, numpy_to_image(store, overlay, 'bgr8', frame.header)
     if 'labels' in ns_topics:
         yield ns_topics['labels'], IMAGE, result_to_label_image(store, frame.header, result)
