@@ -123,9 +123,7 @@ def test_vision_msgs_detections_match_instances_across_processes(test_ws, tmp_pa
     publisher = start(with_workspace(test_ws, HERE / 'publish_label_outputs_fixture.py',
                                      '--namespace', ns), tmp_path / 'publisher.log', env)
     out = tmp_path / 'vision.json'
-    listener = start(with_workspace(test_ws, HERE / 'listen_vision_msgs_fixture.py',
-                                    '--namespace', ns, '--out', str(out), '--count', '8'),
-                     tmp_path / 'listener.log', env)
+    listener = None
     try:
         node = make_node('label_outputs_checker')
         instances, class_images = {}, {}
@@ -136,11 +134,19 @@ def test_vision_msgs_detections_match_instances_across_processes(test_ws, tmp_pa
                                  lambda m: instances.__setitem__(key(m), m), 50)
         node.create_subscription(Image, f'{ns}/labels/class',
                                  lambda m: class_images.__setitem__(key(m), m), 50)
+        # this checker must already receive /instances while the listener records detections
+        assert spin_until(node, lambda: len(instances) >= 2 and class_images
+                          or publisher.poll() is not None, timeout_s=90), \
+            (tmp_path / 'publisher.log').read_text()
+        listener = start(with_workspace(test_ws, HERE / 'listen_vision_msgs_fixture.py',
+                                        '--namespace', ns, '--out', str(out), '--count', '8'),
+                         tmp_path / 'listener.log', env)
         assert spin_until(node, lambda: listener.poll() is not None, timeout_s=90), \
             (tmp_path / 'listener.log').read_text()
         assert listener.returncode == 0, (tmp_path / 'listener.log').read_text()
     finally:
-        stop(listener)
+        if listener is not None:
+            stop(listener)
         stop(publisher)
     log = (tmp_path / 'publisher.log').read_text()
     assert 'vision_msgs: True' in log, log

@@ -166,6 +166,9 @@ def test_qos_override_of_the_image_leaves_depth_alone(override_node, make_node, 
         infos = [i for i in node.get_subscriptions_info_by_topic(topic)
                  if i.node_name == 'yolact_ovr']
         return [i.qos_profile.reliability.name for i in infos]
+    # discovery of the node's subscriptions may take a moment on a loaded machine
+    assert wait_for(node, spin_until, lambda: all(reliability(t) for t in (
+        '/ovr/image', '/ovr/depth', '/ovr/info')), proc, log, 30)
     assert reliability('/ovr/image') == ['RELIABLE']
     assert reliability('/ovr/depth') == ['BEST_EFFORT']
     assert reliability('/ovr/info') == ['BEST_EFFORT']
