@@ -1,8 +1,8 @@
 """One camera of the node: its inputs, newest-frame slot, outputs and per-camera state.
 
-The node has one ``CameraStream`` per camera (``cameras`` parameter; one with an empty prefix when
-it is empty): subscriptions ``<camera>/image`` (or ``<camera>/image/compressed``), ``<camera>/depth``
-and ``<camera>/camera_info``, publishers ``<camera>/instances``, ``overlay``, ``markers``,
+The node has one ``CameraStream`` per camera (``cameras`` parameter; one with an empty prefix
+when it is empty): subscriptions under ``<camera>/`` (``camera_topics``: colour or its
+``/compressed``, depth, camera_info; ``image``, ``depth``, ``camera_info`` for a single camera), publishers ``<camera>/instances``, ``overlay``, ``markers``,
 ``labels``, ``points``, ``labels/class``, ``labels/instance``, ``label_info``, ``detections`` and
 ``detections_3d``, each with that camera's header; its own RGB-D pairing, tracker, message pools,
 counters and latency statistics. The model, the worker and the parameters are the runtime's

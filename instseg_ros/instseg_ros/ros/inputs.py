@@ -3,8 +3,8 @@
 ``MatchedSubscription`` subscribes one topic with the reliability its publishers offer
 (``input_reliability: auto``): reliable when every publisher is reliable, so large
 frames arrive whole, and best effort otherwise, the only setting that matches best-effort
-drivers; reliable while there is no publisher yet (most drivers are). It re-checks the publishers from a timer and re-subscribes when the set changes; a YAML
-override of the topic's reliability always wins. ``CameraInputs`` owns the colour (raw or
+drivers; reliable while there is no publisher yet (most drivers are). It re-checks the
+publishers from a timer and re-subscribes when the set changes; a YAML override of the topic's reliability always wins. ``CameraInputs`` owns the colour (raw or
 ``<image>/compressed``), depth and camera_info subscriptions, pairs them with
 :class:`~instseg_ros.core.rgbd_sync.RgbdSync` and hands each resolved frame to ``deliver``.
 """
@@ -88,8 +88,8 @@ class MatchedSubscription:
 
     def _publisher_set(self) -> frozenset:
         infos = self._node.get_publishers_info_by_topic(self.topic)
-        return frozenset((bytes(info.endpoint_gid), qos.reliability_name(info.qos_profile.reliability))
-                         for info in infos)
+        return frozenset((bytes(info.endpoint_gid),
+                          qos.reliability_name(info.qos_profile.reliability)) for info in infos)
 
     @staticmethod
     def _wanted(publishers: frozenset) -> ReliabilityPolicy | None:
@@ -201,8 +201,8 @@ class CameraInputs:
         fraction, count = self.sync.recent_unpaired_fraction()
         if count < 10 or fraction <= UNPAIRED_WARN_FRACTION:
             return
-        self._report('pairing', f'{self.prefix}{fraction:.0%} of the last {count} colour frames had no '
-                                f'depth: {self.likely_cause()}')
+        self._report('pairing', f'{self.prefix}{fraction:.0%} of the last {count} colour frames '
+                                f'had no depth: {self.likely_cause()}')
 
     def likely_cause(self) -> str:
         """Why colour frames go without depth, in words (the most frequent recent reason)."""

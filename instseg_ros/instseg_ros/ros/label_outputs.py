@@ -273,13 +273,14 @@ def create_label_publishers(node: Node, class_names: Sequence[str], threshold: f
     detection_pubs: tuple[Any, Any] = (None, None)
     if vision_msgs is not None:
         detection_pubs = (
-            node.create_publisher(vision_msgs.Detection2DArray, prefix + DETECTIONS_TOPIC, result_qos(),
-                                  **publisher_kwargs),
-            node.create_publisher(vision_msgs.Detection3DArray, prefix + DETECTIONS_3D_TOPIC, result_qos(),
-                                  **publisher_kwargs))
+            node.create_publisher(vision_msgs.Detection2DArray, prefix + DETECTIONS_TOPIC,
+                                  result_qos(), **publisher_kwargs),
+            node.create_publisher(vision_msgs.Detection3DArray, prefix + DETECTIONS_3D_TOPIC,
+                                  result_qos(), **publisher_kwargs))
     outputs = LabelPublishers(
         node=node, class_names=tuple(class_names), threshold=float(threshold),
-        pub_class=node.create_publisher(Image, prefix + LABELS_CLASS_TOPIC, result_qos(), **publisher_kwargs),
+        pub_class=node.create_publisher(Image, prefix + LABELS_CLASS_TOPIC, result_qos(),
+                                        **publisher_kwargs),
         pub_instance=node.create_publisher(Image, prefix + LABELS_INSTANCE_TOPIC, result_qos(),
                                            **publisher_kwargs),
         pub_label_info=node.create_publisher(label_info_cls, prefix + LABEL_INFO_TOPIC,
