@@ -41,6 +41,7 @@ PARAMETER_ARGUMENTS = {
     'mask_erosion': 'Erode masks by N px before reading depth.',
     'publish_points': 'Publish the instances point cloud on points.',
     'use_sim_time': 'Use the /clock topic (replaying bags).',
+    'maskrcnn_min_size': 'Mask R-CNN input shorter side (torchvision resize; 800 = COCO default).',
 }
 
 #: parameters that are launch arguments but not in the node's table
