@@ -83,3 +83,30 @@ def test_node_publishes_mask_rcnn_instances(weights, tmp_path, make_node, spin_u
         full = paste_roi(x0, y0, crop, 240, 320)
         truth = paste_roi(x0, y0, want, 240, 320)
         assert (full & truth).sum() / (full | truth).sum() > 0.99
+
+
+def test_startup_errors_for_mask_rcnn_files_are_one_line_naming_the_fix(weights, tmp_path):
+    from dataclasses import replace
+
+    from instseg_ros.ros.model_loading import StartupError, load_pipeline
+    from instseg_ros.ros.params import PARAMETERS, NodeParams
+
+    class Logger:
+        def info(self, text):
+            pass
+
+        warning = info
+
+    params = replace(NodeParams.from_values({p.name: p.default for p in PARAMETERS}),
+                     weights=str(weights), preset='maskrcnn_resnet50_fpn', device='cpu')
+    with pytest.raises(StartupError) as error:
+        load_pipeline(params, Logger())
+    text = str(error.value)
+    assert '\n' not in text
+    assert "does not match preset 'maskrcnn_resnet50_fpn'" in text
+    assert 'pass preset:=maskrcnn_resnet50_fpn_v2' in text
+    assert 'maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth' in text  # the naming hint
+    garbage = tmp_path / 'maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth'
+    garbage.write_bytes(b'not a checkpoint')
+    with pytest.raises(StartupError, match='cannot read checkpoint'):
+        load_pipeline(replace(params, weights=str(garbage), preset='auto'), Logger())
