@@ -18,7 +18,11 @@ the median per count is reported, and the least-squares slope (ms per extra inst
 of each stage and of everything beyond the backbone (timed by hooks on ``model.backbone``: the
 ResNet for YOLACT, ResNet + FPN for Mask R-CNN): the backbone does not depend on the instance count,
 and on a loaded machine its jitter dominates the total, so ``beyond_backbone`` is the cleaner
-measure of the per-instance cost. Mask R-CNN runs at ``--maskrcnn-min-size`` (default 480: the 640x480 image at its
+measure of the per-instance cost. ``per_instance_part`` times only the stages whose work depends
+on the number of detections: YOLACT's post-processing (decode, NMS, coefficients x prototypes,
+crop, masks to ROIs) and, for Mask R-CNN, additionally its mask branch (RoIAlign, mask head, mask
+predictor, hooked) -- both models' networks before that do not know N. NMS threshold 1.0 keeps
+every candidate, so the cap N is always reached. Mask R-CNN runs at ``--maskrcnn-min-size`` (default 480: the 640x480 image at its
 own size; torchvision's COCO default 800 would upscale it and cost ~2.8x the backbone time).
 """
 
@@ -84,7 +88,7 @@ def build_segmenter(name: str, device: torch.device, maskrcnn_min_size: int):
 
 def forced(count: int) -> InferenceParams:
     """Thresholds that let exactly ``count`` detections through random weights."""
-    return InferenceParams(score_threshold=0.0, conf_threshold=0.0, nms_threshold=0.5, top_k=200,
+    return InferenceParams(score_threshold=0.0, conf_threshold=0.0, nms_threshold=1.0, top_k=200,
                            max_detections=count)
 
 
@@ -93,13 +97,14 @@ def slope(xs, ys) -> float:
     return float(np.polyfit(np.asarray(xs, float), np.asarray(ys, float), 1)[0])
 
 
-class BackboneClock:
-    """Milliseconds spent in ``module`` (forward pre/post hooks) since the last ``take()``."""
+class StageClock:
+    """Milliseconds spent in ``modules`` (forward pre/post hooks) since the last ``take()``."""
 
-    def __init__(self, module: torch.nn.Module, device: torch.device):
+    def __init__(self, modules, device: torch.device):
         self.device, self.ms, self._start = device, 0.0, 0.0
-        module.register_forward_pre_hook(self._begin)
-        module.register_forward_hook(self._end)
+        for module in modules:
+            module.register_forward_pre_hook(self._begin)
+            module.register_forward_hook(self._end)
 
     def _sync(self):
         if self.device.type == 'cuda':
@@ -121,24 +126,31 @@ class BackboneClock:
 def measure(name: str, args, image: np.ndarray) -> dict:
     device = torch.device(args.device)
     segmenter = build_segmenter(name, device, args.maskrcnn_min_size)
-    clock = BackboneClock(segmenter.model.backbone, device)
+    clock = StageClock([segmenter.model.backbone], device)
+    heads = getattr(segmenter.model, 'roi_heads', None)
+    mask_clock = StageClock([heads.mask_roi_pool, heads.mask_head, heads.mask_predictor]
+                            if heads is not None else [], device)
     pipeline = FramePipeline(segmenter)
-    samples = {n: {'total': [], 'backbone': [], 'beyond_backbone': [], **{s: [] for s in STAGES}}
-               for n in args.counts}
+    samples = {n: {'total': [], 'backbone': [], 'beyond_backbone': [], 'mask_branch': [],
+                   'per_instance_part': [], **{s: [] for s in STAGES}} for n in args.counts}
     detections = {}
     for round_index in range(args.repeats + 1):  # round 0: warm-up
         for count in args.counts:
             clock.take()
+            mask_clock.take()
             start = time.perf_counter()
             result = pipeline.process(image, forced(count))
             total = (time.perf_counter() - start) * 1e3
-            backbone = clock.take()
+            backbone, mask_branch = clock.take(), mask_clock.take()
             detections[count] = len(result)
             if round_index == 0:
                 continue
             samples[count]['total'].append(total)
             samples[count]['backbone'].append(backbone)
             samples[count]['beyond_backbone'].append(total - backbone)
+            samples[count]['mask_branch'].append(mask_branch)
+            samples[count]['per_instance_part'].append(
+                mask_branch + result.timings_ms['postprocess'] + result.timings_ms['encode'])
             for stage in STAGES:
                 samples[count][stage].append(result.timings_ms.get(stage, 0.0))
     medians = {n: {k: statistics.median(v) for k, v in s.items()} for n, s in samples.items()}
@@ -147,32 +159,38 @@ def measure(name: str, args, image: np.ndarray) -> dict:
         'detections': {str(n): detections[n] for n in counts},
         'median_ms': {str(n): {k: round(v, 2) for k, v in medians[n].items()} for n in counts},
         'slope_ms_per_instance': {k: round(slope(counts, [medians[n][k] for n in counts]), 3)
-                                  for k in ('total', 'beyond_backbone', *STAGES)},
+                                  for k in ('total', 'beyond_backbone', 'per_instance_part',
+                                            'mask_branch', *STAGES)},
         'spread_ms': {str(n): round(max(samples[n]['total']) - min(samples[n]['total']), 1)
                       for n in counts},
     }
 
 
 def plot(report: dict, path: Path) -> None:
+    """Two panels: end-to-end totals, and the instance-dependent stages alone."""
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), dpi=110)
     for name, r in report['models'].items():
         counts = [int(n) for n in r['median_ms']]
-        totals = [r['median_ms'][str(n)]['total'] for n in counts]
-        beyond = [r['median_ms'][str(n)]['beyond_backbone'] for n in counts]
-        line, = ax.plot(counts, totals, marker='o',
-                        label=f"{name} total ({r['slope_ms_per_instance']['total']:+.1f} ms/inst.)")
-        ax.plot(counts, beyond, marker='x', linestyle='--', color=line.get_color(),
-                label=f"  beyond backbone ({r['slope_ms_per_instance']['beyond_backbone']:+.1f} ms/inst.)")
-    ax.set_xlabel('instances in the frame (forced detections)')
-    ax.set_ylabel('ms per frame (median)')
-    ax.set_title(f"{report['image_size_hw'][1]}x{report['image_size_hw'][0]}, {report['device']}, "
-                 f"random weights, load avg {report['load_avg_before'][0]:.1f}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+        slopes = r['slope_ms_per_instance']
+        left.plot(counts, [r['median_ms'][str(n)]['total'] for n in counts], marker='o',
+                  label=f"{name} ({slopes['total']:+.1f} ms/inst.)")
+        right.plot(counts, [r['median_ms'][str(n)]['per_instance_part'] for n in counts], marker='o',
+                   label=f"{name} ({slopes['per_instance_part']:+.2f} ms/inst.)")
+    left.set_title('end to end (FramePipeline.process)', fontsize=9)
+    right.set_title('instance-dependent stages only (post-processing; + mask branch for '
+                    'Mask R-CNN)', fontsize=9)
+    for ax in (left, right):
+        ax.set_xlabel('instances in the frame (forced detections)')
+        ax.set_ylabel('ms per frame (median)')
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{report['image_size_hw'][1]}x{report['image_size_hw'][0]}, {report['device']}, "
+                 f"random weights, load avg {report['load_avg_before'][0]:.1f} -> "
+                 f"{report['load_avg_after'][0]:.1f} ({report['machine']['cores']} cores)", fontsize=9)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path)
@@ -191,11 +209,16 @@ def parse_args(argv=None):
     parser.add_argument('--maskrcnn-min-size', type=int, default=480)
     parser.add_argument('--out', type=Path, default=results / 'instances.json')
     parser.add_argument('--plot', type=Path, default=results / 'instances.png')
+    parser.add_argument('--replot', action='store_true', help='only redraw --plot from --out')
     return parser.parse_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.replot:
+        report = json.loads(args.out.read_text())
+        plot(report, args.plot)
+        return report
     if args.threads:
         torch.set_num_threads(args.threads)
     image = synthetic_image(args.height, args.width)
