@@ -181,8 +181,7 @@ def plot(report: dict, path: Path) -> None:
         right.plot(counts, [r['median_ms'][str(n)]['per_instance_part'] for n in counts], marker='o',
                    label=f"{name} ({slopes['per_instance_part']:+.2f} ms/inst.)")
     left.set_title('end to end (FramePipeline.process)', fontsize=9)
-    right.set_title('instance-dependent stages only (post-processing; + mask branch for '
-                    'Mask R-CNN)', fontsize=9)
+    right.set_title('instance-dependent stages only', fontsize=9)
     for ax in (left, right):
         ax.set_xlabel('instances in the frame (forced detections)')
         ax.set_ylabel('ms per frame (median)')
