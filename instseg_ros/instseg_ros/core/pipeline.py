@@ -14,7 +14,7 @@ import numpy as np
 
 from instseg_ros.core.geometry import (CameraIntrinsics, DepthParams, Instance3D,
                                        project_instances, scale_mask_roi)
-from instseg_ros.core.predictor import InferenceParams, Predictor
+from instseg_ros.core.segmenter import InferenceParams, Segmenter
 
 MaskRoi = tuple[int, int, np.ndarray]
 
@@ -60,10 +60,20 @@ class FrameResult:
 
 
 class FramePipeline:
-    """Runs a Predictor and the host-side steps (ROI encoding, depth projection) for one frame."""
+    """Runs a :class:`~instseg_ros.core.segmenter.Segmenter` (YOLACT or Mask R-CNN) and the host-side
+    steps (ROI encoding, depth projection) for one frame.
 
-    def __init__(self, predictor: Predictor):
-        self.predictor = predictor
+    Attributes:
+        segmenter: the segmenter; ``predictor`` is the same object (older name, used by the node:
+            ``predictor.cfg.name`` / ``predictor.name``, ``predictor.device``).
+    """
+
+    def __init__(self, segmenter: Segmenter):
+        self.segmenter = segmenter
+
+    @property
+    def predictor(self) -> Segmenter:
+        return self.segmenter
 
     @property
     def class_names(self) -> Sequence[str]:
@@ -71,7 +81,7 @@ class FramePipeline:
 
     def process(self, image_bgr: np.ndarray, params: InferenceParams, *,
                 min_mask_area: int = 0) -> FrameResult:
-        """Segment one image: host arrays and tight mask ROIs (``Predictor.predict_rois``: no full-frame masks).
+        """Segment one image: host arrays and tight mask ROIs (``Segmenter.predict_rois``: no full-frame masks).
 
         Args:
             image_bgr: uint8 [H, W, 3] BGR image.

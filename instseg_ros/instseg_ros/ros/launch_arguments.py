@@ -25,7 +25,7 @@ NOT_GIVEN = '(from params_file)'
 #: launch argument -> description; each is the node parameter of that name (see params.py)
 PARAMETER_ARGUMENTS = {
     'weights': 'Checkpoint (.pth). Empty: the shipped demo model.',
-    'preset': 'Model preset or auto (from the file name).',
+    'preset': 'Model preset (yolact_*, maskrcnn_resnet50_fpn[_v2]) or auto (from the file name).',
     'class_names_file': 'Class names of a custom-trained checkpoint (one per line).',
     'device': 'auto | cuda | cuda:N | cpu',
     'half': 'FP16 inference on CUDA.',
@@ -44,6 +44,7 @@ PARAMETER_ARGUMENTS = {
     'input_reliability': 'Input QoS: auto (follow the publishers) | reliable | best_effort.',
     'cameras': 'Camera namespaces served by one model, e.g. [front,rear] (inputs '
                '/<camera>/color/image_raw ..., outputs /<camera>/instances ...).',
+    'maskrcnn_min_size': 'Mask R-CNN input shorter side (torchvision resize; 800 = COCO default).',
 }
 
 #: parameters that are launch arguments but not in the node's table

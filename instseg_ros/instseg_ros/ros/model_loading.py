@@ -18,7 +18,8 @@ import yaml
 from instseg_ros.core.checkpoint import CheckpointError
 from instseg_ros.core.classes import load_class_names
 from instseg_ros.core.pipeline import FramePipeline
-from instseg_ros.core.predictor import Predictor, resolve_device
+from instseg_ros.core.predictor import resolve_device
+from instseg_ros.core.segmenter import load_segmenter, model_family
 from instseg_ros.ros.errors import StartupError
 
 __all__ = ['SHIPPED_WEIGHTS', 'StartupError', 'load_pipeline', 'resolve_weights']
@@ -89,22 +90,45 @@ def _device(params) -> torch.device:
         raise StartupError(f'{one_line(exc)}. Pass device:=auto, cpu, cuda or cuda:N') from None
 
 
+def _hint(family: str) -> str:
+    if family == 'maskrcnn':
+        return ('Check weights:= and preset:= (auto infers maskrcnn_resnet50_fpn or '
+                'maskrcnn_resnet50_fpn_v2 from the file name, e.g. '
+                'maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth, and checks it against the tensors)')
+    return ('Check weights:= and preset:= (auto infers the preset from the file name, e.g. '
+            'yolact_resnet50_54_800000.pth; a torchvision Mask R-CNN file needs a name starting '
+            'with maskrcnn_ or preset:=maskrcnn_resnet50_fpn[_v2])')
+
+
+def _size_options(params, family: str) -> dict:
+    """Mask R-CNN input resize from maskrcnn_min_size (max side in torchvision's 1333/800 ratio)."""
+    if family != 'maskrcnn':
+        return {}
+    min_size = int(getattr(params, 'maskrcnn_min_size', 800))
+    return {'min_size': min_size, 'max_size': round(min_size * 1333 / 800)}
+
+
 def load_pipeline(params, logger) -> FramePipeline:
-    """Build the FramePipeline from the node parameters (weights, preset, device, half, names)."""
+    """Build the FramePipeline from the node parameters (weights, preset, device, half, names).
+
+    The model family follows the preset (``yolact_*`` / ``maskrcnn_*``) or, with preset auto, the
+    file name (``maskrcnn_*.pth`` is a torchvision Mask R-CNN, anything else YOLACT).
+    """
     path = resolve_weights(params.weights, logger)
     if params.num_threads > 0:
         torch.set_num_threads(params.num_threads)  # this process only (the node's own choice)
     names = _class_names(params, path)
+    family = 'yolact'
     with warnings_to_log(logger):
         device = _device(params)
         try:
-            predictor = Predictor.from_checkpoint(str(path), preset=params.preset, device=device,
-                                                  half=params.half, class_names=names)
+            family = model_family(params.preset, path)
+            segmenter = load_segmenter(path, preset=params.preset, device=device,
+                                       half=params.half, class_names=names,
+                                       **_size_options(params, family))
         except CheckpointError as exc:
-            raise StartupError(f'{one_line(exc)} Check weights:= and preset:= (auto infers the '
-                               'preset from the file name, e.g. yolact_resnet50_54_800000.pth)'
-                               ) from None
+            raise StartupError(f'{one_line(exc)} {_hint(family)}') from None
         except ValueError as exc:  # e.g. class names that do not fit the model
             raise StartupError(f'{path}: {one_line(exc)}') from None
-    predictor.warmup()
-    return FramePipeline(predictor)
+    segmenter.warmup()
+    return FramePipeline(segmenter)

@@ -33,11 +33,14 @@ class ParamSpec:
 
 PARAMETERS: tuple[ParamSpec, ...] = (
     # --- model (read-only) ---
-    ParamSpec('weights', '', 'Path to a YOLACT/YOLACT++ checkpoint (.pth). Empty: the small demo '
-              'model shipped with the package (synthetic shapes).', read_only=True),
+    ParamSpec('weights', '', 'Path to a YOLACT/YOLACT++ checkpoint or a torchvision Mask R-CNN '
+              'file (.pth). Empty: the small demo model shipped with the package (synthetic '
+              'shapes).', read_only=True),
     ParamSpec('preset', 'auto', "Model preset (yolact_base, yolact_resnet50, yolact_darknet53, "
-              "yolact_im700, yolact_plus_base, yolact_plus_resnet50, yolact_small) or 'auto' "
-              '(from the file name, checked against the tensor shapes).', read_only=True),
+              "yolact_im700, yolact_plus_base, yolact_plus_resnet50, yolact_small, "
+              "maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2) or 'auto' (from the file name, "
+              'checked against the tensor shapes; maskrcnn_* files are Mask R-CNN).',
+              read_only=True),
     ParamSpec('class_names_file', '', 'Text/YAML/JSON file with one class name per class for '
               'custom-trained checkpoints. Empty: COCO names (or the shipped model\'s names).',
               read_only=True),
@@ -136,6 +139,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec('publish_detections', True, 'Publish vision_msgs detections (Detection2DArray) and '
               'detections_3d (Detection3DArray, with depth) while subscribed; off when '
               'vision_msgs is not installed.'),
+    # --- Mask R-CNN (issue 15) ---
+    ParamSpec('maskrcnn_min_size', 800, 'Mask R-CNN only: shorter image side after '
+              "torchvision's resize (the longer side at most 1333/800 times this; 800 as "
+              "torchvision's COCO models). Smaller is faster and less accurate.", read_only=True,
+              min_value=64, max_value=4096),
 )
 
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -189,6 +197,7 @@ class NodeParams:
     track_distance_weight: float
     publish_labels: bool
     publish_detections: bool
+    maskrcnn_min_size: int
 
     def tracker_params(self) -> 'TrackerParams':
         """The core tracker's settings from the track_* parameters."""

@@ -245,22 +245,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog='instseg-eval',
                                      description='COCO box/mask AP of a checkpoint on a dataset')
     parser.add_argument('--data', required=True, help='dataset dir (with instances.json) or JSON')
-    parser.add_argument('--weights', required=True, help='model checkpoint')
-    parser.add_argument('--preset', default='auto')
+    parser.add_argument('--weights', required=True, help='model checkpoint (YOLACT or a torchvision '
+                        'Mask R-CNN file, e.g. maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth)')
+    parser.add_argument('--preset', default='auto', help='yolact_* | maskrcnn_resnet50_fpn[_v2] | auto')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--score-threshold', type=float, default=0.05)
     parser.add_argument('--limit', type=int, default=None, help='evaluate the first N images')
     parser.add_argument('--out', default=None, help='write metrics JSON here')
     args = parser.parse_args(argv)
 
-    from instseg_ros.core.predictor import InferenceParams, Predictor
+    from instseg_ros.core.segmenter import InferenceParams, load_segmenter
 
     json_path, root = resolve_dataset(args.data)
     coco_gt = _load_gt(json_path)
     from instseg_ros.core.checkpoint import CheckpointError
     try:
-        predictor = Predictor.from_checkpoint(args.weights, preset=args.preset, device=args.device)
-    except CheckpointError as exc:
+        predictor = load_segmenter(args.weights, preset=args.preset, device=args.device)
+    except (CheckpointError, ValueError) as exc:
         print(f'instseg-eval: {exc}', file=sys.stderr)
         return 2
     params = InferenceParams(score_threshold=args.score_threshold)

@@ -102,3 +102,34 @@ def make_small_checkpoint(path: pathlib.Path, seed: int) -> pathlib.Path:
     save_checkpoint(model, path)
     path.with_suffix('.json').write_text(json.dumps({'class_names': list(CLASS_NAMES)}))
     return path
+
+
+def make_maskrcnn_checkpoint(path: pathlib.Path, preset: str = 'maskrcnn_resnet50_fpn',
+                             seed: int = 0) -> pathlib.Path:
+    """A random torchvision Mask R-CNN checkpoint (91 COCO outputs) in torchvision's key layout,
+    made with torchvision's own builders (weights=None, nothing downloaded).
+
+    ``maskrcnn_resnet50_fpn`` is written like torchvision's official file: its backbone uses
+    FrozenBatchNorm2d, so the ``num_batches_tracked`` buffers of the untrained builder are left out.
+    Biases make random weights detect: 'person' (output 1) and 'car' (output 3) score high, the
+    unused COCO outputs very low, and mask logits are positive on average (non-empty masks).
+    """
+    import torch
+    from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+
+    builders = {'maskrcnn_resnet50_fpn': maskrcnn_resnet50_fpn,
+                'maskrcnn_resnet50_fpn_v2': maskrcnn_resnet50_fpn_v2}
+    torch.manual_seed(seed)
+    model = builders[preset](weights=None, weights_backbone=None).eval()
+    unused = [12, 26, 29, 30, 45, 66, 68, 69, 71, 83]
+    with torch.no_grad():
+        bias = model.roi_heads.box_predictor.cls_score.bias
+        model.roi_heads.box_predictor.cls_score.weight.mul_(1e-3)  # random features are large
+        bias[1], bias[3] = 4.0, 3.0
+        bias[unused] = -20.0
+        model.roi_heads.mask_predictor.mask_fcn_logits.weight.mul_(1e-3)
+        model.roi_heads.mask_predictor.mask_fcn_logits.bias.fill_(1.0)
+    state_dict = {k: v.contiguous().clone() for k, v in model.state_dict().items()
+                  if not (preset == 'maskrcnn_resnet50_fpn' and k.endswith('num_batches_tracked'))}
+    torch.save(state_dict, path)
+    return path

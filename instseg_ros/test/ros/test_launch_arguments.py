@@ -264,3 +264,31 @@ def test_ros2_launch_exits_non_zero_when_the_node_cannot_start(tmp_path):
     assert code not in (0, None), text[-3000:]
     assert f"weights file '{tmp_path}/missing.pth' does not exist" in text
     assert 'exited with code 2' in text
+
+
+@pytest.mark.skipif(not HAVE_LAUNCH, reason='launch_ros is not installed (no PyPI wheel)')
+def test_maskrcnn_launch_includes_the_shared_launch_with_a_preset():
+    """maskrcnn.launch.py holds no logic of its own: it includes yolact.launch.py and sets preset."""
+    from launch import LaunchContext
+    from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+
+    path = LAUNCH_FILE.parent / 'maskrcnn.launch.py'
+    spec = importlib.util.spec_from_file_location('maskrcnn_launch', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    entities = module.generate_launch_description().entities
+    declared = [e for e in entities if isinstance(e, DeclareLaunchArgument)]
+    assert [d.name for d in declared] == ['preset']
+    assert ''.join(s.perform(None) for s in declared[0].default_value) == 'maskrcnn_resnet50_fpn_v2'
+    include = next(e for e in entities if isinstance(e, IncludeLaunchDescription))
+    context = LaunchContext()
+    context.launch_configurations['preset'] = 'maskrcnn_resnet50_fpn'
+    included = include.launch_description_source.try_get_launch_description_without_context()
+    assert {a.name for a in included.get_launch_arguments()} == la.known_arguments()  # yolact's
+    from launch.utilities import normalize_to_list_of_substitutions, perform_substitutions
+
+    def text(value):
+        return perform_substitutions(context, normalize_to_list_of_substitutions(value))
+
+    given = {text(k): text(v) for k, v in include.launch_arguments}
+    assert given == {'preset': 'maskrcnn_resnet50_fpn'}

@@ -1,0 +1,159 @@
+"""One segmenter interface for the pipeline, node, bag tool and evaluator; YOLACT and Mask R-CNN
+implement it. A plain dict of builders (``BUILDERS``) picks the implementation; nothing else here
+knows a model's internals.
+
+The interface (:class:`Segmenter`): uint8 image(s) in, ``RoiDetections`` (host arrays, tight mask
+ROIs) or ``Instances`` (full masks, for the evaluator) out, plus ``name`` (preset), ``device``,
+``precision`` ('fp32' | 'fp16'), ``class_names`` (by 0-based label), ``warmup()`` and
+``last_timings_ms`` ('preprocess', 'forward', 'postprocess' of the last call).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import torch
+
+from instseg_ros.core.checkpoint import CheckpointError
+from instseg_ros.core.config import PRESETS as YOLACT_PRESETS
+from instseg_ros.core.postprocess import InferenceParams, RoiDetections
+from instseg_ros.core.structures import Instances
+
+__all__ = ['BUILDERS', 'InferenceParams', 'RoiDetections', 'Segmenter', 'YolactSegmenter',
+           'all_presets', 'load_segmenter', 'model_family']
+
+MASKRCNN_PRESET_NAMES = ('maskrcnn_resnet50_fpn', 'maskrcnn_resnet50_fpn_v2')
+
+
+@runtime_checkable
+class Segmenter(Protocol):
+    """What the pipeline, node, bag tool and evaluator call."""
+
+    name: str
+    device: torch.device
+    precision: str
+    class_names: Sequence[str]
+    last_timings_ms: dict[str, float]
+
+    def predict_rois(self, image: np.ndarray, color_order: str = 'bgr',
+                     params: InferenceParams | None = None) -> RoiDetections:
+        """One uint8 [H, W, 3] image -> detections with tight mask ROIs on the host."""
+
+    def predict_rois_batch(self, images: Sequence[np.ndarray], color_order: str = 'bgr',
+                           params: InferenceParams | None = None) -> list[RoiDetections]:
+        """Several images (sizes may differ) with one forward pass; timings of the whole batch."""
+
+    def __call__(self, image: np.ndarray, color_order: str = 'bgr',
+                 params: InferenceParams | None = None) -> Instances:
+        """One image -> Instances with full-frame masks, on ``device``."""
+
+    def warmup(self, image_size: tuple[int, int] = (480, 640), iterations: int = 1) -> None:
+        """Run predictions on a grey image (kernel selection, allocator)."""
+
+
+class YolactSegmenter:
+    """The YOLACT/YOLACT++ :class:`~instseg_ros.core.predictor.Predictor` as a :class:`Segmenter`
+    (delegates every call; ``predictor`` and ``cfg`` stay reachable)."""
+
+    def __init__(self, predictor) -> None:
+        self.predictor = predictor
+
+    @property
+    def cfg(self):
+        return self.predictor.cfg
+
+    @property
+    def name(self) -> str:
+        return self.predictor.cfg.name
+
+    @property
+    def device(self) -> torch.device:
+        return self.predictor.device
+
+    @property
+    def precision(self) -> str:
+        own = getattr(self.predictor, 'precision', None)
+        if isinstance(own, str):
+            return own
+        return 'fp16' if getattr(self.predictor, 'half', False) else 'fp32'
+
+    @property
+    def class_names(self) -> Sequence[str]:
+        return self.predictor.class_names
+
+    @property
+    def last_timings_ms(self) -> dict[str, float]:
+        return self.predictor.last_timings_ms
+
+    @property
+    def model(self):
+        return self.predictor.model
+
+    def predict_rois(self, image, color_order='bgr', params=None) -> RoiDetections:
+        return self.predictor.predict_rois(image, color_order=color_order, params=params)
+
+    def predict_rois_batch(self, images, color_order='bgr', params=None) -> list[RoiDetections]:
+        return self.predictor.predict_rois_batch(images, color_order=color_order, params=params)
+
+    def __call__(self, image, color_order='bgr', params=None) -> Instances:
+        return self.predictor(image, color_order=color_order, params=params)
+
+    def predict_batch(self, images, color_order='bgr', params=None) -> list[Instances]:
+        return self.predictor.predict_batch(images, color_order=color_order, params=params)
+
+    def warmup(self, image_size=(480, 640), iterations=1) -> None:
+        self.predictor.warmup(image_size, iterations)
+
+
+def _build_yolact(weights, preset, device, half, class_names, **options) -> Segmenter:
+    from instseg_ros.core.predictor import Predictor
+    return YolactSegmenter(Predictor.from_checkpoint(
+        weights, preset=preset, device=device, half=half, class_names=class_names,
+        num_classes=options.get('num_classes')))
+
+
+def _build_maskrcnn(weights, preset, device, half, class_names, **options) -> Segmenter:
+    from instseg_ros.core.maskrcnn import MaskRcnnSegmenter
+    sizes = {k: int(options[k]) for k in ('min_size', 'max_size') if options.get(k)}
+    return MaskRcnnSegmenter.from_checkpoint(weights, preset=preset, device=device, half=half,
+                                             class_names=class_names, **sizes)
+
+
+#: model family -> builder(weights, preset, device, half, class_names, **options) -> Segmenter
+BUILDERS: dict[str, Callable[..., Segmenter]] = {'yolact': _build_yolact, 'maskrcnn': _build_maskrcnn}
+
+
+def all_presets() -> list[str]:
+    """Every preset name of every family (sorted)."""
+    return sorted([*YOLACT_PRESETS, *MASKRCNN_PRESET_NAMES])
+
+
+def model_family(preset: str, weights: str | os.PathLike, model: str = 'auto') -> str:
+    """Which builder: ``model`` if given, else from the preset, else from the file name
+    (``maskrcnn_*`` -> 'maskrcnn', anything else 'yolact'). Raises CheckpointError for an unknown
+    model or preset, or a model that contradicts the preset."""
+    if model not in ('auto', *BUILDERS):
+        raise CheckpointError(f"unknown model {model!r}; use one of {sorted(BUILDERS)} or auto")
+    if preset != 'auto' and preset not in YOLACT_PRESETS and preset not in MASKRCNN_PRESET_NAMES:
+        raise CheckpointError(f'{weights}: unknown preset {preset!r}; use one of {all_presets()} or auto')
+    if preset != 'auto':
+        family = 'maskrcnn' if preset in MASKRCNN_PRESET_NAMES else 'yolact'
+        if model not in ('auto', family):
+            raise CheckpointError(f'preset {preset!r} is a {family} preset, not a {model} one; '
+                                  f'pass model:={family} or a {model} preset')
+        return family
+    if model != 'auto':
+        return model
+    return 'maskrcnn' if Path(weights).name.lower().startswith('maskrcnn') else 'yolact'
+
+
+def load_segmenter(weights: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cpu',
+                   half: bool = False, class_names: Sequence[str] | None = None, model: str = 'auto',
+                   **options) -> Segmenter:
+    """Build the segmenter for a checkpoint (``options``: num_classes for YOLACT; min_size, max_size
+    for Mask R-CNN). Raises CheckpointError (file, preset) or ValueError (names, device)."""
+    family = model_family(preset, weights, model)
+    return BUILDERS[family](str(weights), preset, device, half, class_names, **options)
