@@ -90,7 +90,8 @@ def _device(params) -> torch.device:
 
 
 def load_pipeline(params, logger) -> FramePipeline:
-    """Build the FramePipeline from the node parameters (weights, preset, device, half, names)."""
+    """Build the FramePipeline from the node parameters (weights, preset, device, precision, backend,
+    names)."""
     path = resolve_weights(params.weights, logger)
     if params.num_threads > 0:
         torch.set_num_threads(params.num_threads)  # this process only (the node's own choice)
@@ -98,8 +99,11 @@ def load_pipeline(params, logger) -> FramePipeline:
     with warnings_to_log(logger):
         device = _device(params)
         try:
-            predictor = Predictor.from_checkpoint(str(path), preset=params.preset, device=device,
-                                                  half=params.half, class_names=names)
+            predictor = Predictor.from_checkpoint(
+                str(path), preset=params.preset, device=device, half=params.half, class_names=names,
+                precision=getattr(params, 'precision', None), backend=getattr(params, 'backend', 'torch'))
+        except ImportError as exc:  # an exported backend whose package is not installed
+            raise StartupError(one_line(exc)) from None
         except CheckpointError as exc:
             raise StartupError(f'{one_line(exc)} Check weights:= and preset:= (auto infers the '
                                'preset from the file name, e.g. yolact_resnet50_54_800000.pth)'
