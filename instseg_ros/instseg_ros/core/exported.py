@@ -64,6 +64,9 @@ class OnnxRuntimeNetwork:
         options.intra_op_num_threads = int(num_threads or torch.get_num_threads())
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting threads between frames: on small CPUs shared with other processes (and
+        # with torch's own pool in the same process) spinning steals the cores the rest needs
+        options.add_session_config_entry('session.intra_op.allow_spinning', '0')
         self.providers = providers or ['CPUExecutionProvider']
         self.session = ort.InferenceSession(str(onnx_path), options, providers=self.providers)
         self.maskiou = (ort.InferenceSession(str(maskiou_path), options, providers=self.providers)
