@@ -3,12 +3,11 @@ backend, interleaved in one run, next to torchvision Mask R-CNN R50-FPN.
 
 Usage:  python bench/model.py [--rounds 5] [--threads 2] [--ap-scenes 100] [--out bench/results/model.json]
 
-Configurations per model (random weights, seeded): ``torch/fp32-nchw`` (contiguous memory, the
-behaviour before precision settings), ``torch/fp32`` (channels-last, today's CPU default),
-``torch/bf16`` (channels-last), ``onnxruntime/fp32``, ``openvino/fp32`` and ``openvino/bf16``
+Configurations per model (random weights, seeded): ``torch/fp32`` (the default, contiguous),
+``torch/fp32-cl`` (fp32 forced channels-last), ``torch/bf16`` (channels-last), ``onnxruntime/fp32``, ``openvino/fp32`` and ``openvino/bf16``
 (OpenVINO's own bf16 inference) -- the exported ones on an ``instseg-export`` file of the same
 weights. All run in this process, one after the other in every round (bench/harness.py), so load
-changes hit them alike; the JSON holds medians and ratios to ``torch/fp32-nchw``.
+changes hit them alike; the JSON holds medians and ratios to ``torch/fp32``.
 
 Random weights give arbitrary scores, so detection is pushed to its cap (thresholds 0, 100
 detections, masks pasted at 640x480): post-processing (shared by every backend) is timed at its
@@ -39,8 +38,8 @@ from instseg_ros.core.predictor import InferenceParams, Predictor, default_class
 
 MASKRCNN = 'maskrcnn_resnet50_fpn'
 STAGES = ('preprocess', 'forward', 'postprocess')
-REFERENCE = 'torch/fp32-nchw'
-CONFIGS = ('torch/fp32-nchw', 'torch/fp32', 'torch/bf16', 'onnxruntime/fp32', 'openvino/fp32',
+REFERENCE = 'torch/fp32'
+CONFIGS = ('torch/fp32', 'torch/fp32-cl', 'torch/bf16', 'onnxruntime/fp32', 'openvino/fp32',
            'openvino/bf16')
 CAP = InferenceParams(score_threshold=0.0, conf_threshold=0.0, max_detections=100)
 
@@ -72,10 +71,10 @@ def yolact_predictors(name: str, export_dir: Path) -> dict[str, Predictor]:
     for config in CONFIGS:
         backend, precision = config.split('/')
         if backend == 'torch':
-            nchw = precision == 'fp32-nchw'
+            forced = precision == 'fp32-cl'
             predictors[config] = Predictor(_random_model(name)[0], cfg, 'cpu',
-                                           precision='fp32' if nchw else precision,
-                                           channels_last=False if nchw else None)
+                                           precision='fp32' if forced else precision,
+                                           channels_last=True if forced else None)
         else:
             network, _, _ = load_network(onnx_path, backend, precision=precision)
             predictors[config] = Predictor(network, cfg)
@@ -108,7 +107,7 @@ def maskrcnn_runner(image: np.ndarray):
 
 
 def ratios(summary: dict[str, dict]) -> dict[str, float]:
-    """total_ms of each configuration / total_ms of the same model's torch/fp32-nchw."""
+    """total_ms of each configuration / total_ms of the same model's torch/fp32."""
     out = {}
     for key, value in summary.items():
         model, _, config = key.partition(':')
@@ -124,7 +123,7 @@ def markdown_table(summary: dict[str, dict], ratio: dict[str, float]) -> str:
     for key, r in summary.items():
         model, _, config = key.partition(':')
         stages = ' | '.join(f"{r[f'{s}_ms']:.1f}" if f'{s}_ms' in r else '-' for s in STAGES)
-        lines.append(f"| {model} | {config or 'torch/fp32'} | {stages} | {r['total_ms']:.1f} | "
+        lines.append(f"| {model} | {config or 'torch/fp32 (own)'} | {stages} | {r['total_ms']:.1f} | "
                      f"{ratio.get(key, float('nan')):.2f} |")
     return '\n'.join(lines)
 

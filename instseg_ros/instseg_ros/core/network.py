@@ -32,7 +32,8 @@ class TorchNetwork:
                               memory_format=precision.memory_format).eval()
 
     def __call__(self, batch: torch.Tensor):
-        """``batch`` float ``[B, 3, S, S]`` on the device -> ``YolactOutput`` (network dtype; priors float32)."""
+        """``batch`` float ``[B, 3, S, S]`` on the device -> ``YolactOutput`` (network dtype; priors
+        float32)."""
         batch = batch.to(self.precision.dtype).contiguous(memory_format=self.precision.memory_format)
         return self.model(batch)
 

@@ -9,13 +9,16 @@ Support (anything else is one ``RuntimeWarning`` and fp32):
 =========  ==================================  ======================================
 precision  CPU                                 CUDA
 =========  ==================================  ======================================
-fp32       yes (channels-last)                 yes (contiguous)
+fp32       yes (contiguous)                    yes (contiguous)
 bf16       with native bf16 (avx512_bf16/AMX)  when ``torch.cuda.is_bf16_supported()``
 fp16       no                                  yes (channels-last)
 =========  ==================================  ======================================
 
-Channels-last (NHWC) was faster for every precision on this project's CPU (oneDNN convolutions;
-bench/model.py); on CUDA it pays with tensor cores, i.e. in bf16/fp16.
+Channels-last (NHWC) is used for bf16 / fp16: on this project's CPU the bf16 forward took about a
+third of its contiguous time with it (oneDNN's blocked bf16 kernels), and on CUDA it is the layout
+tensor cores want. For fp32 the interleaved runs on the loaded shared machine disagreed (faster in
+three of four comparisons, 1.3x slower in one; bench/model.py ``torch/fp32-cl``), so fp32 keeps the
+contiguous layout until a quiet measurement decides; ``channels_last=True`` forces it.
 """
 
 from __future__ import annotations
@@ -91,5 +94,5 @@ def resolve_precision(precision: str | None, device: torch.device, half: bool = 
                       stacklevel=stacklevel)
         name = 'fp32'
     if channels_last is None:
-        channels_last = device.type == 'cpu' or name != 'fp32'
+        channels_last = name != 'fp32'
     return Precision(name, _DTYPES[name], bool(channels_last))

@@ -23,7 +23,8 @@ from instseg_ros.core.precision import PRECISIONS, resolve_precision
 from instseg_ros.core.preprocess import preprocess
 from instseg_ros.core.structures import Instances
 
-__all__ = ['BACKENDS', 'InferenceParams', 'PRECISIONS', 'Predictor', 'RoiDetections', 'default_class_names', 'resolve_device']
+__all__ = ['BACKENDS', 'InferenceParams', 'PRECISIONS', 'Predictor', 'RoiDetections', 'default_class_names',
+           'resolve_device']
 
 ClassNames = Sequence[str] | str | os.PathLike | None
 

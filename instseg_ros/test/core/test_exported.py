@@ -155,3 +155,34 @@ def test_missing_package_and_unoffered_precision_are_clear(small_export, monkeyp
     monkeypatch.setitem(sys.modules, 'openvino', None)
     with pytest.raises(ImportError, match="backend openvino needs the Python package 'openvino'"):
         load_network(small_export[0], 'openvino')
+
+
+class _Log:
+    def __init__(self):
+        self.lines = []
+
+    def info(self, text):
+        self.lines.append(('info', text))
+
+    def warning(self, text):
+        self.lines.append(('warn', text))
+
+
+def _node_params(**overrides):
+    from instseg_ros.ros.params import PARAMETERS, NodeParams
+    return NodeParams.from_values({**{s.name: s.default for s in PARAMETERS}, 'device': 'cpu', **overrides})
+
+
+def test_node_startup_passes_precision_and_backend(tmp_path, monkeypatch):
+    """load_pipeline (the node's and instseg-bag's startup) with backend/precision parameters."""
+    from instseg_ros.ros.model_loading import StartupError, load_pipeline
+    monkeypatch.setenv('INSTSEG_CACHE_DIR', str(tmp_path))
+    log = _Log()
+    pipeline = load_pipeline(_node_params(backend='openvino', precision='fp16'), log)
+    assert (pipeline.predictor.backend, pipeline.predictor.precision) == ('openvino', 'fp32')
+    assert pipeline.predictor.class_names[0] == 'ball'  # the shipped model's side-car names
+    assert any(level == 'warn' and 'precision fp16 is not offered by backend openvino' in text
+               for level, text in log.lines)
+    monkeypatch.setitem(sys.modules, 'onnxruntime', None)
+    with pytest.raises(StartupError, match="^backend onnxruntime needs the Python package 'onnxruntime'"):
+        load_pipeline(_node_params(backend='onnxruntime'), _Log())

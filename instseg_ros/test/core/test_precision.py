@@ -25,10 +25,10 @@ def _model():
     return init_weights_(Yolact(SMALL_CFG), torch.Generator().manual_seed(0))
 
 
-def test_fp32_is_the_default_and_channels_last_on_the_cpu():
+def test_fp32_is_the_default_contiguous_and_bf16_channels_last():
     resolved = resolve_precision(None, CPU)
-    assert resolved.name == 'fp32' and resolved.dtype == torch.float32 and resolved.channels_last
-    assert not resolve_precision('fp32', CPU, channels_last=False).channels_last
+    assert resolved.name == 'fp32' and resolved.dtype == torch.float32 and not resolved.channels_last
+    assert resolve_precision('fp32', CPU, channels_last=True).channels_last
 
 
 @pytest.mark.parametrize('request_, half', [('fp16', False), (None, True), ('FP16', False)])
