@@ -35,9 +35,11 @@ def runs(tmp_path_factory):
     coco = _load_gt(gt_json)
     images = [(i, cv2.imread(str(gt_json.parent / coco.imgs[i]['file_name']))) for i in sorted(coco.imgs)]
     out = {}
-    for backend, precision in CONFIGS:
-        predictor = Predictor.from_checkpoint(SHIPPED_WEIGHTS, device='cpu', precision=precision,
-                                              backend=backend)
+    with pytest.MonkeyPatch.context() as patch:  # the checkpoint's export goes to a temporary cache
+        patch.setenv('INSTSEG_CACHE_DIR', str(tmp_path_factory.mktemp('cache')))
+        predictors = {config: Predictor.from_checkpoint(SHIPPED_WEIGHTS, device='cpu', precision=config[1],
+                                                        backend=config[0]) for config in CONFIGS}
+    for (backend, precision), predictor in predictors.items():
         mapping = label_to_category_map(coco, predictor.class_names)
         found, results = [], []
         for image_id, image in images:
