@@ -16,9 +16,9 @@ fp16       no                                  yes (channels-last)
 
 Channels-last (NHWC) is used for bf16 / fp16: on this project's CPU the bf16 forward took about a
 third of its contiguous time with it (oneDNN's blocked bf16 kernels), and on CUDA it is the layout
-tensor cores want. For fp32 the interleaved runs on the loaded shared machine disagreed (faster in
-three of four comparisons, 1.3x slower in one; bench/model.py ``torch/fp32-cl``), so fp32 keeps the
-contiguous layout until a quiet measurement decides; ``channels_last=True`` forces it.
+tensor cores want. For fp32 the interleaved runs on the loaded shared machine disagreed (0.69x to
+1.34x of the contiguous time; bench/model.py ``torch/fp32-cl``), so fp32 keeps the contiguous
+layout until a quiet measurement decides; ``channels_last=True`` forces it.
 """
 
 from __future__ import annotations
