@@ -18,7 +18,8 @@ setup(
         ('share/' + PACKAGE + '/msg', glob('../instseg_msgs/msg/*.msg')),
     ],
     install_requires=['setuptools', 'rosbags>=0.11.9,<0.12', 'tqdm>=4.66,<5', 'scipy>=1.11,<2'],
-    extras_require={'test': ['pytest']},
+    extras_require={'test': ['pytest'],
+                    'export': ['onnx>=1.16', 'onnxruntime>=1.18', 'openvino>=2024.0']},
     zip_safe=False,
     maintainer='instseg_ros maintainers',
     maintainer_email='maintainers@instseg-ros.dev',
@@ -33,6 +34,7 @@ setup(
             'instseg-eval = instseg_ros.training.evaluate:main',
             'instseg-synth = instseg_ros.synth.dataset:main',
             'instseg-bag = instseg_ros.tools.bag:main',
+            'instseg-export = instseg_ros.tools.export:main',
         ],
     },
 )

@@ -5,6 +5,6 @@ set -euo pipefail
 # shellcheck disable=SC1091
 source "$(dirname "${BASH_SOURCE[0]}")/prepare_run.sh"
 cd "$REPO"
-python bench/model.py --out bench/results/model.json "$@"
+python bench/model.py --ap-scenes 100 --out bench/results/model.json "$@"
 python bench/node.py --out bench/results/node.json
 python bench/bag.py --out bench/results/bag.json

@@ -17,13 +17,19 @@ from torch import nn
 
 from instseg_ros.core.checkpoint import load_model
 from instseg_ros.core.classes import COCO_CLASSES, load_class_names, sidecar_class_names
+from instseg_ros.core.network import TorchNetwork
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections, postprocess, postprocess_rois
+from instseg_ros.core.precision import PRECISIONS, resolve_precision
 from instseg_ros.core.preprocess import preprocess
 from instseg_ros.core.structures import Instances
 
-__all__ = ['InferenceParams', 'Predictor', 'RoiDetections', 'default_class_names', 'resolve_device']
+__all__ = ['BACKENDS', 'InferenceParams', 'PRECISIONS', 'Predictor', 'RoiDetections', 'default_class_names',
+           'resolve_device']
 
 ClassNames = Sequence[str] | str | os.PathLike | None
+
+#: network backends: PyTorch, or the ONNX export run by ONNX Runtime / OpenVINO (CPU)
+BACKENDS = ('torch', 'onnxruntime', 'openvino')
 
 
 def resolve_device(device: torch.device | str = 'auto') -> torch.device:
@@ -70,53 +76,77 @@ class Predictor:
     """Runs a YOLACT model on uint8 images.
 
     Args:
-        model: ``Yolact`` (moved to ``device``, put in eval mode and, with ``half``, converted in place).
+        model: ``Yolact`` (moved to ``device``, put in eval mode and converted in place to the
+            precision), or an exported network from :func:`instseg_ros.core.exported.load_network`.
         cfg: its ``ModelConfig``.
         device: see :func:`resolve_device`.
-        half: float16 weights and input; CUDA only (ignored with a warning on the CPU).
+        half: legacy alias of ``precision='fp16'``.
         class_names: names by 0-based label, or a file for :func:`load_class_names`; default COCO for
             81 classes, else 'class_<i>'.
+        precision: 'fp32' (default) | 'bf16' | 'fp16' for the network part only (torch backend);
+            unsupported combinations give one ``RuntimeWarning`` and fp32
+            (:func:`instseg_ros.core.precision.resolve_precision`).
+        channels_last: memory format override (None: per device and precision).
 
     Attributes:
+        precision: the precision that runs ('fp32', 'bf16', 'fp16'); backend: 'torch', 'onnxruntime'
+            or 'openvino'; model: the torch module (None for exported backends).
         last_timings_ms: milliseconds of the last call: 'preprocess', 'forward', 'postprocess'
             (device-synchronised on CUDA).
     """
 
-    def __init__(self, model: nn.Module, cfg, device: torch.device | str = 'cpu', half: bool = False,
-                 class_names: ClassNames = None) -> None:
+    def __init__(self, model, cfg, device: torch.device | str = 'cpu', half: bool = False,
+                 class_names: ClassNames = None, precision: str | None = None,
+                 channels_last: bool | None = None) -> None:
         self.device = resolve_device(device)
-        if half and self.device.type != 'cuda':
-            warnings.warn('half precision is only used on CUDA; running float32 on the CPU',
-                          RuntimeWarning, stacklevel=2)
-            half = False
-        self.half = bool(half)
-        self.dtype = torch.float16 if self.half else torch.float32
+        if isinstance(model, nn.Module):
+            resolved = resolve_precision(precision, self.device, half, channels_last)
+            self.network = TorchNetwork(model, self.device, resolved)
+            self.model = self.network.model
+        else:  # an exported network: it runs in its own precision, on the CPU
+            self.network = model
+            self.model = None
+        self.backend = self.network.backend
+        self.precision = self.network.precision.name
+        self.half = self.precision == 'fp16'
+        self.dtype = self.network.precision.dtype
         self.cfg = cfg
-        self.model = model.to(device=self.device, dtype=self.dtype).eval()
         self.class_names = _class_names(class_names, cfg.num_classes)
         self.last_timings_ms: dict[str, float] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cuda',
                         half: bool = False, class_names: ClassNames = None,
-                        num_classes: int | None = None) -> 'Predictor':
+                        num_classes: int | None = None, precision: str | None = None,
+                        backend: str = 'torch') -> 'Predictor':
         """Load ``path`` with ``checkpoint.load_model`` (preset 'auto' infers it) and wrap it.
 
         Without ``class_names``, names from a ``<stem>.json`` side-car (instseg-train) are used.
+        ``backend`` 'onnxruntime' / 'openvino' run the ONNX export of the checkpoint (``path`` may be
+        the ``.onnx`` file of ``instseg-export``, or a checkpoint, exported on first use; see
+        :func:`instseg_ros.core.exported.load_network`).
         """
+        backend = str(backend).strip().lower()
+        if backend not in BACKENDS:
+            raise ValueError(f'backend {backend!r} is not one of {", ".join(BACKENDS)}')
         resolved = resolve_device(device)
+        if backend != 'torch':
+            from instseg_ros.core.exported import load_network  # optional packages, imported on use
+            network, cfg, names = load_network(path, backend, preset=preset, device=resolved,
+                                               precision=precision, half=half, num_classes=num_classes)
+            return cls(network, cfg, device='cpu', class_names=class_names or names)
         model, cfg = load_model(path, preset=preset, device=resolved, num_classes=num_classes)
         if class_names is None:
             class_names = sidecar_class_names(path)
-        return cls(model, cfg, device=resolved, half=half, class_names=class_names)
+        return cls(model, cfg, device=resolved, half=half, class_names=class_names, precision=precision)
 
     def _sync(self) -> None:
         if self.device.type == 'cuda':
             torch.cuda.synchronize(self.device)
 
     def _rescore(self, masks_soft: torch.Tensor) -> torch.Tensor:
-        """Model maskiou ([N,1,Hp,Wp] float32 -> [N,C-1] float32) in the model's dtype."""
-        return self.model.rescore(masks_soft.to(self.dtype)).to(torch.float32)
+        """Model maskiou ([N,1,Hp,Wp] float32 -> [N,C-1] float32) in the network's precision."""
+        return self.network.rescore(masks_soft)
 
     def __call__(self, image: np.ndarray, color_order: str = 'bgr',
                  params: InferenceParams | None = None) -> Instances:
@@ -168,10 +198,10 @@ class Predictor:
             (YolactOutput, source (height, width) per image, perf_counter time after the forward).
         """
         start = time.perf_counter()
-        batch, sizes = preprocess(list(images), self.cfg, self.device, color_order, self.dtype)
+        batch, sizes = preprocess(list(images), self.cfg, self.device, color_order)
         self._sync()
         preprocessed = time.perf_counter()
-        output = self.model(batch)
+        output = self.network(batch)
         self._sync()
         forwarded = time.perf_counter()
         self.last_timings_ms = {'preprocess': (preprocessed - start) * 1e3,

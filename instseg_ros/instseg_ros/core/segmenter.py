@@ -112,7 +112,8 @@ def _build_yolact(weights, preset, device, half, class_names, **options) -> Segm
     from instseg_ros.core.predictor import Predictor
     return YolactSegmenter(Predictor.from_checkpoint(
         weights, preset=preset, device=device, half=half, class_names=class_names,
-        num_classes=options.get('num_classes')))
+        num_classes=options.get('num_classes'), precision=options.get('precision'),
+        backend=options.get('backend') or 'torch'))
 
 
 def _build_maskrcnn(weights, preset, device, half, class_names, **options) -> Segmenter:
@@ -153,7 +154,7 @@ def model_family(preset: str, weights: str | os.PathLike, model: str = 'auto') -
 def load_segmenter(weights: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cpu',
                    half: bool = False, class_names: Sequence[str] | None = None, model: str = 'auto',
                    **options) -> Segmenter:
-    """Build the segmenter for a checkpoint (``options``: num_classes for YOLACT; min_size, max_size
-    for Mask R-CNN). Raises CheckpointError (file, preset) or ValueError (names, device)."""
+    """Build the segmenter for a checkpoint (``options``: num_classes, precision, backend for
+    YOLACT; min_size, max_size for Mask R-CNN). Raises CheckpointError (file, preset) or ValueError (names, device)."""
     family = model_family(preset, weights, model)
     return BUILDERS[family](str(weights), preset, device, half, class_names, **options)

@@ -109,7 +109,8 @@ def _size_options(params, family: str) -> dict:
 
 
 def load_pipeline(params, logger) -> FramePipeline:
-    """Build the FramePipeline from the node parameters (weights, preset, device, half, names).
+    """Build the FramePipeline from the node parameters (weights, preset, device, precision,
+    backend, names).
 
     The model family follows the preset (``yolact_*`` / ``maskrcnn_*``) or, with preset auto, the
     file name (``maskrcnn_*.pth`` is a torchvision Mask R-CNN, anything else YOLACT).
@@ -123,9 +124,16 @@ def load_pipeline(params, logger) -> FramePipeline:
         device = _device(params)
         try:
             family = model_family(params.preset, path)
+            backend = getattr(params, 'backend', 'torch')
+            if family == 'maskrcnn' and backend != 'torch':
+                raise StartupError(f'backend {backend} runs YOLACT exports only; pass '
+                                   'backend:=torch for Mask R-CNN')
+            options = (_size_options(params, family) if family == 'maskrcnn' else
+                       {'precision': getattr(params, 'precision', None), 'backend': backend})
             segmenter = load_segmenter(path, preset=params.preset, device=device,
-                                       half=params.half, class_names=names,
-                                       **_size_options(params, family))
+                                       half=params.half, class_names=names, **options)
+        except ImportError as exc:  # an exported backend whose package is not installed
+            raise StartupError(one_line(exc)) from None
         except CheckpointError as exc:
             raise StartupError(f'{one_line(exc)} {_hint(family)}') from None
         except ValueError as exc:  # e.g. class names that do not fit the model

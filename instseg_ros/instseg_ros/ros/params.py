@@ -46,8 +46,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               read_only=True),
     ParamSpec('device', 'auto', "Inference device: 'auto' (cuda if available), 'cuda', 'cuda:N' or "
               "'cpu'. CUDA requested but absent: warning and CPU.", read_only=True),
-    ParamSpec('half', False, 'FP16 inference (CUDA only; ignored with a warning on CPU).',
-              read_only=True),
+    ParamSpec('half', False, "Legacy alias of precision:=fp16 (CUDA only; ignored with a warning "
+              'on CPU).', read_only=True),
+    ParamSpec('precision', 'fp32', "Network precision: 'fp32', 'bf16' (CPUs with native bf16, "
+              "CUDA) or 'fp16' (CUDA). Detection, NMS and masks stay fp32. Unsupported: one "
+              'warning and fp32.', read_only=True, choices=('fp32', 'bf16', 'fp16')),
+    ParamSpec('backend', 'torch', "Network backend: 'torch', or the ONNX export (instseg-export; "
+              "a .pth is exported on first use) run by 'onnxruntime' or 'openvino' on the CPU.",
+              read_only=True, choices=('torch', 'onnxruntime', 'openvino')),
     ParamSpec('num_threads', 0, 'CPU threads for torch in this process (0 = torch default). '
               'On small CPUs shared with other processes, 1 is often fastest.', read_only=True,
               min_value=0, max_value=256),
@@ -158,6 +164,8 @@ class NodeParams:
     class_names_file: str
     device: str
     half: bool
+    precision: str
+    backend: str
     num_threads: int
     cameras: tuple[str, ...]
     camera_topics: tuple[str, ...]

@@ -241,7 +241,7 @@ def predict_dataset(predict: Callable[[np.ndarray], object], json_path: str | Pa
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``instseg-eval --data DIR_OR_JSON --weights FILE [--preset auto] [--device cpu]
-    [--score-threshold 0.05] [--out metrics.json] [--limit N]``."""
+    [--precision fp32] [--backend torch] [--score-threshold 0.05] [--out metrics.json] [--limit N]``."""
     parser = argparse.ArgumentParser(prog='instseg-eval',
                                      description='COCO box/mask AP of a checkpoint on a dataset')
     parser.add_argument('--data', required=True, help='dataset dir (with instances.json) or JSON')
@@ -249,19 +249,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                         'Mask R-CNN file, e.g. maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth)')
     parser.add_argument('--preset', default='auto', help='yolact_* | maskrcnn_resnet50_fpn[_v2] | auto')
     parser.add_argument('--device', default='cpu')
+    parser.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'),
+                        help='network precision (torch backend)')
+    parser.add_argument('--backend', default='torch', choices=('torch', 'onnxruntime', 'openvino'),
+                        help='network backend (onnxruntime/openvino run the ONNX export, CPU)')
     parser.add_argument('--score-threshold', type=float, default=0.05)
     parser.add_argument('--limit', type=int, default=None, help='evaluate the first N images')
     parser.add_argument('--out', default=None, help='write metrics JSON here')
     args = parser.parse_args(argv)
 
-    from instseg_ros.core.segmenter import InferenceParams, load_segmenter
+    from instseg_ros.core.segmenter import InferenceParams, load_segmenter, model_family
 
     json_path, root = resolve_dataset(args.data)
     coco_gt = _load_gt(json_path)
     from instseg_ros.core.checkpoint import CheckpointError
     try:
-        predictor = load_segmenter(args.weights, preset=args.preset, device=args.device)
-    except (CheckpointError, ValueError) as exc:
+        options = ({} if model_family(args.preset, args.weights) == 'maskrcnn' else
+                   {'precision': args.precision, 'backend': args.backend})
+        predictor = load_segmenter(args.weights, preset=args.preset, device=args.device,
+                                   **options)
+    except (CheckpointError, ValueError, ImportError) as exc:
         print(f'instseg-eval: {exc}', file=sys.stderr)
         return 2
     params = InferenceParams(score_threshold=args.score_threshold)
@@ -275,7 +282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics = evaluate_coco(coco_gt, results, image_ids=ids, per_class=True)
     metrics.update({'num_images': len(ids), 'num_predictions': len(results),
                     'mean_inference_ms': 1000.0 * sec, 'weights': str(args.weights),
-                    'data': str(json_path), 'score_threshold': args.score_threshold})
+                    'data': str(json_path), 'score_threshold': args.score_threshold,
+                    'precision': predictor.precision, 'backend': predictor.backend})
     print(format_table(metrics))
     print(f'\n{len(ids)} images, {len(results)} predictions, '
           f'{1000.0 * sec:.1f} ms/image on {args.device}', file=sys.stderr)

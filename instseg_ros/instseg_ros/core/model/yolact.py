@@ -32,7 +32,7 @@ class YolactOutput(NamedTuple):
     conf: float [B, P, C] raw class logits, background at index 0 (no softmax).
     coeffs: float [B, P, K] mask coefficients after tanh.
     proto: float [B, Hp, Wp, K] prototypes after ReLU, channels-last (Hp = 2 * P3 height).
-    priors: float [P, 4] anchors (cx, cy, w, h) relative to the input.
+    priors: float [P, 4] anchors (cx, cy, w, h) relative to the input (float32 for bf16/fp16 inputs).
     segm: float [B, C-1, h3, w3] semantic-segmentation logits (training mode only, else None).
     """
 
@@ -82,7 +82,8 @@ class Yolact(nn.Module):
         head = self.prediction_layers[0]
         locs, confs, coeffs = zip(*(head(p) for p in pyramid))
         sizes = [(int(p.shape[-2]), int(p.shape[-1])) for p in pyramid]
-        priors = self.priors_for(sizes, x.device, x.dtype)
+        # anchors never in bf16/fp16 (8 / 11 bit mantissas shift boxes by pixels); float64 stays float64
+        priors = self.priors_for(sizes, x.device, torch.promote_types(x.dtype, torch.float32))
         segm = self.semantic_seg_conv(pyramid[0]) if self.training else None
         return YolactOutput(loc=torch.cat(locs, 1), conf=torch.cat(confs, 1), coeffs=torch.cat(coeffs, 1),
                             proto=proto, priors=priors, segm=segm)
