@@ -281,6 +281,8 @@ class MaskRcnnSegmenter:
             and mask heads), 'postprocess' (boxes to source pixels, mask ROIs) of the last call.
     """
 
+    backend = 'torch'  # no exported runtime for Mask R-CNN
+
     def __init__(self, model: nn.Module, cfg: MaskRcnnConfig, device: torch.device | str = 'cpu',
                  half: bool = False, class_names: Sequence[str] | None = None) -> None:
         from instseg_ros.core.predictor import resolve_device

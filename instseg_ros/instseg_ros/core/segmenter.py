@@ -74,6 +74,11 @@ class YolactSegmenter:
         return self.predictor.device
 
     @property
+    def backend(self) -> str:
+        """Network backend: 'torch', 'onnxruntime' or 'openvino'."""
+        return getattr(self.predictor, 'backend', 'torch')
+
+    @property
     def precision(self) -> str:
         own = getattr(self.predictor, 'precision', None)
         if isinstance(own, str):

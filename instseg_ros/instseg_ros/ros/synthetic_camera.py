@@ -54,6 +54,8 @@ CAMERA_PARAMETERS = (
               max_value=1000.0),
     ParamSpec('max_frames', 0, 'Stop after this many frames (0 = never).', min_value=0,
               max_value=2**31 - 1),
+    ParamSpec('wait_for_subscribers', False, 'Start publishing only once colour, depth and '
+              'camera_info each have a subscriber (tests that count every frame sent).'),
     ParamSpec('motion_px', 0.0, '> 0: a moving scene instead of the pool: the first scene slides '
               'left and right by this many pixels per frame (tracking demos and tests).',
               min_value=0.0, max_value=1000.0),
@@ -108,6 +110,7 @@ class SyntheticCamera(Node):
         self.depth_encoding = values['depth_encoding']
         self.compressed = values['publish_compressed']
         self.max_frames = values['max_frames']
+        self.wait_for_subscribers = values['wait_for_subscribers']
         self.motion_px, self.motion_range_px = values['motion_px'], values['motion_range_px']
         self.color_delay_s = values['color_delay_ms'] / 1e3
         reliability = values['reliability']
@@ -132,6 +135,10 @@ class SyntheticCamera(Node):
                 self.timer.cancel()
                 self.timer = None
                 self.get_logger().info(f'Published {self.frame} frames (max_frames reached)')
+            return
+        if self.wait_for_subscribers and self.frame == 0 and not all(
+                pub.get_subscription_count() for pub in (self.pub_image, self.pub_depth,
+                                                         self.pub_info)):
             return
         scene = self.scenes[self.frame % len(self.scenes)]
         self.frame += 1

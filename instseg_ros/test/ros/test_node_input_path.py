@@ -74,7 +74,9 @@ def run_camera(tmp_path, reliability: str, frames: int, rate_hz: float):
                               node_name='synthetic_camera', namespace=CAM,
                               parameters={'rate': rate_hz, 'width': 640, 'height': 480,
                                           'pool_size': 10, 'seed': 4000,
-                                          'reliability': reliability, 'max_frames': frames}),
+                                          'reliability': reliability, 'max_frames': frames,
+                                          # counted from the first frame the node can receive
+                                          'wait_for_subscribers': True}),
                  tmp_path / f'camera_{reliability}.log')
 
 
