@@ -325,7 +325,8 @@ def startup_value(spec: ParamSpec, value: Any) -> Any:
 
     An integer for a double becomes a float (``score_threshold:=1`` -> 1.0), an integral float for
     an integer becomes an int, a number for a string becomes its text. Raises ValueError (one line:
-    what is wrong and what to pass) for anything else or a value outside the range.
+    what is wrong and what to pass) for anything else, a value outside the range or not among
+    ``spec.choices``.
     """
     default, name = spec.default, spec.name
     converted: Any = None
@@ -353,6 +354,9 @@ def startup_value(spec: ParamSpec, value: Any) -> Any:
     if spec.min_value is not None and not spec.min_value <= converted <= spec.max_value:
         raise ValueError(f'parameter {name}: {converted} is outside [{spec.min_value}, '
                          f'{spec.max_value}]; pass a value in that range')
+    if spec.choices and converted not in spec.choices:
+        raise ValueError(f'parameter {name}: {converted!r} is not valid; pass one of '
+                         f'{", ".join(spec.choices)}')
     return converted
 
 

@@ -99,10 +99,6 @@ class SyntheticCamera(Node):
     def __init__(self, **kwargs):
         super().__init__('synthetic_camera', **kwargs)
         values = {spec.name: declare(self, spec) for spec in CAMERA_PARAMETERS}
-        for spec in CAMERA_PARAMETERS:
-            if spec.choices and values[spec.name] not in spec.choices:
-                raise StartupError(f'{spec.name} must be one of {", ".join(spec.choices)}, not '
-                                   f'{values[spec.name]!r}; pass {spec.name}:={spec.default}')
         self.rate = values['rate']
         width, height = values['width'], values['height']
         seed, pool = values['seed'], values['pool_size']
