@@ -145,12 +145,3 @@ def _to_result(detections, image_shape: Sequence[int], timings: dict[str, float]
         rois=[rois[i] for i in keep], timings_ms=timings)
     timings['encode'] = (time.perf_counter() - start) * 1e3
     return result
-
-
-def nearest_stamp(stamps_s: Sequence[float], target_s: float, slop_s: float) -> int | None:
-    """Index of the stamp nearest to ``target_s`` if within ``slop_s`` seconds, else None."""
-    if len(stamps_s) == 0:
-        return None
-    diffs = np.abs(np.asarray(stamps_s, dtype=np.float64) - target_s)
-    best = int(np.argmin(diffs))
-    return best if diffs[best] <= slop_s else None

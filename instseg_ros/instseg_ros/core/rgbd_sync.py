@@ -26,7 +26,7 @@ import collections
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -35,6 +35,26 @@ NO_DEPTH_YET = 'no_depth'        # no depth image received (recently)
 STAMP_GAP = 'stamp_gap'          # depth images arrive, but none within depth_slop of the colour
 TIMEOUT = 'timeout'              # waited wait_s and no depth within the slop arrived
 NO_CAMERA_INFO = 'no_camera_info'  # depth within the slop, but no camera_info received yet
+
+
+def stamp_s(header: Any) -> float:
+    """Header stamp in seconds (sec + nanosec * 1e-9); any object with ``stamp.sec/nanosec``."""
+    return header.stamp.sec + header.stamp.nanosec * 1e-9
+
+
+def nearest(stamps_s: Sequence[float], target_s: float) -> tuple[int, float] | None:
+    """(index, |stamp - target| in seconds) of the stamp nearest ``target_s``; None if empty."""
+    if len(stamps_s) == 0:
+        return None
+    gaps = np.abs(np.asarray(stamps_s, dtype=np.float64) - target_s)
+    best = int(np.argmin(gaps))
+    return best, float(gaps[best])
+
+
+def nearest_stamp(stamps_s: Sequence[float], target_s: float, slop_s: float) -> int | None:
+    """Index of the stamp nearest to ``target_s`` if within ``slop_s`` seconds, else None."""
+    found = nearest(stamps_s, target_s)
+    return found[0] if found is not None and found[1] <= slop_s else None
 
 
 @dataclass
@@ -160,12 +180,9 @@ class RgbdSync:
         stamp, _, msg = pending
         frame = RgbdFrame(color=msg, color_stamp_s=stamp)
         if self._depths:
-            stamps = np.fromiter((s for s, _ in self._depths), dtype=np.float64,
-                                 count=len(self._depths))
-            gaps = np.abs(stamps - stamp)
-            best = int(np.argmin(gaps))
-            frame.gap_s = float(gaps[best])
-            if gaps[best] <= self.slop_s:
+            stamps = [s for s, _ in self._depths]
+            best, frame.gap_s = nearest(stamps, stamp)
+            if frame.gap_s <= self.slop_s:
                 frame.depth_stamp_s, frame.depth = self._depths[best]
                 frame.info = self._info_for(frame.depth_stamp_s)
                 if frame.info is None:

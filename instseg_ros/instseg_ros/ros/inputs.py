@@ -18,7 +18,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
 from instseg_ros.core import rgbd_sync
-from instseg_ros.core.rgbd_sync import RgbdFrame, RgbdSync
+from instseg_ros.core.rgbd_sync import RgbdFrame, RgbdSync, stamp_s
 from instseg_ros.ros import qos
 
 #: how often publishers are re-checked for ``auto`` reliability [s]
@@ -27,11 +27,6 @@ QOS_CHECK_PERIOD_S = 1.0
 PAIRING_POLL_PERIOD_S = 0.05
 #: warn when more than this fraction of recent frames went without depth
 UNPAIRED_WARN_FRACTION = 0.05
-
-
-def stamp_s(header) -> float:
-    """Header stamp in seconds (float)."""
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
 
 
 class MatchedSubscription:

@@ -28,12 +28,11 @@ from instseg_ros.core import rgbd_sync
 from instseg_ros.core.batching import BatchScheduler
 from instseg_ros.core.pipeline import FramePipeline, FrameResult
 from instseg_ros.core.predictor import InferenceParams
-from instseg_ros.core.rgbd_sync import RgbdFrame
+from instseg_ros.core.rgbd_sync import RgbdFrame, stamp_s
 from instseg_ros.core.throttle import KindThrottle
 from instseg_ros.ros.camera_stream import CameraStream
 from instseg_ros.ros.cli import node_help, wants_help
 from instseg_ros.ros.entry import spin_node
-from instseg_ros.ros.inputs import stamp_s
 from instseg_ros.ros.label_outputs import VISION_MSGS_MISSING
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
 from instseg_ros.ros.params import (SPECS, NodeParams, declare_all, help_rows,

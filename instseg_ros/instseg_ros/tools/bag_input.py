@@ -1,7 +1,7 @@
 """Reading the input bag: topic checks, time range and sampling, depth pairing, decoding.
 
 Colour frames come out in bag order, each with the depth image whose header stamp is nearest to
-its own within ``depth_slop`` (``core.pipeline.nearest_stamp``, the node's pairing function) and the
+its own within ``depth_slop`` (``core.rgbd_sync.nearest_stamp``, on the node's pairing arithmetic) and the
 newest camera_info read so far (the node uses the newest it received). A colour frame waits until a
 depth stamp later than its own stamp + ``depth_slop`` has been read (or the bag ends), so every
 depth image that could pair with it has been seen: none is missed by reading order.
@@ -18,8 +18,9 @@ from rosbags.rosbag2 import Reader
 
 from instseg_ros.core.geometry import CameraIntrinsics, depth_to_meters
 from instseg_ros.core.image_codec import compressed_to_bgr8, image_to_bgr8, image_to_numpy
-from instseg_ros.core.pipeline import DepthInput, nearest_stamp
-from instseg_ros.tools.bag_types import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, stamp_ns, stamp_s
+from instseg_ros.core.pipeline import DepthInput
+from instseg_ros.core.rgbd_sync import nearest_stamp, stamp_s
+from instseg_ros.tools.bag_types import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, stamp_ns
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
 #: colour frames held back waiting for later depth (bounds memory when depth stops early)

@@ -69,11 +69,6 @@ def stamp_ns(header: Any) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
-def stamp_s(header: Any) -> float:
-    """Header stamp in seconds, computed as the node does (sec + nanosec * 1e-9)."""
-    return header.stamp.sec + header.stamp.nanosec * 1e-9
-
-
 def numpy_to_image(store, array: np.ndarray, encoding: str, header: Any):
     """rosbags ``sensor_msgs/Image`` of a C-contiguous array (little-endian, unpadded rows).
 
