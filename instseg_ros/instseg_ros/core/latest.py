@@ -52,15 +52,10 @@ class LatestSlot:
         with self._cond:
             if not self._cond.wait_for(lambda: self._has_item or self._closed, timeout_s):
                 return None
-            if self._prefer is not None:
-                self._cond.wait_for(lambda: self._closed or self._prefer(self._item)
-                                    or self._clock() - self._filled_at >= self._max_hold_s,
-                                    timeout=max(0.0, self._max_hold_s
-                                                - (self._clock() - self._filled_at)))
-            if not self._has_item or self._closed:
-                return None
-            item, self._item, self._has_item = self._item, None, False
-            return item
+            # a held item that is not preferred: wait for a preferred one, at most the hold
+            while not self._closed and (wait := self.ready_in()):
+                self._cond.wait_for(lambda: self._closed or self.ready_in() == 0.0, wait)
+            return None if self._closed else self.poll_item()
 
     def ready_in(self) -> float | None:
         """Seconds until ``poll_item`` would return an item (0: now), None when empty."""
