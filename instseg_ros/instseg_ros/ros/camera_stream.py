@@ -41,9 +41,9 @@ from instseg_ros.ros.params import NodeParams
 class CameraStream:
     """One camera's I/O and state. ``prefix`` is '' (single camera) or '<camera>/'."""
 
-    def __init__(self, runtime, prefix: str, index: int):
+    def __init__(self, runtime, prefix: str):
         self._runtime, self.node = runtime, runtime.node
-        self.prefix, self.index = prefix, index
+        self.prefix = prefix
         self.name = prefix.rstrip('/') or 'camera'
         self.label = f'[{self.name}] ' if prefix else ''
         self.counters_raw: collections.Counter = collections.Counter()
@@ -142,23 +142,24 @@ class CameraStream:
 
     # ----------------------------------------------------------------------------- outputs
     def _track(self, result: FrameResult, params: NodeParams):
-        """(track ids, track ages) of this frame's instances; ids None when tracking is off."""
+        """(track ids, track ages) of this frame's instances; (None, None) when tracking is off
+        (then the tracker is not run at all)."""
         received = self.counters_raw['received']
         elapsed, self._received_at_last = max(1, received - self._received_at_last), received
+        if not params.track_enabled:
+            return None, None
         self.tracker.params = params.tracker_params()
-        ids, ages = self.tracker.update(
+        return self.tracker.update(
             result.rois, result.labels, result.scores,
             positions_from_instances_3d(result.instances_3d, len(result)),
             frames_elapsed=elapsed, image_size=result.image_size)
-        return (ids if params.track_enabled else None), ages
 
     def publish(self, result: FrameResult, header, image_bgr, params: NodeParams) -> None:
         names = self._runtime.pipeline.class_names
         tracked, ages = self._track(result, params)
         self.pub_instances.publish(self._packer.pack(
             header, result.image_size, result.rois, result.scores, result.labels, names,
-            result.instances_3d, track_ids=tracked,
-            track_ages=ages if tracked is not None else None))
+            result.instances_3d, track_ids=tracked, track_ages=ages))
         if params.publish_overlay and self.pub_overlay.get_subscription_count() > 0:
             overlay = draw_overlay(image_bgr, result.rois, result.boxes_xyxy, result.labels,
                                    result.scores, names, alpha=params.overlay_alpha,

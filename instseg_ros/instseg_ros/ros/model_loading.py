@@ -104,7 +104,7 @@ def _size_options(params, family: str) -> dict:
     """Mask R-CNN input resize from maskrcnn_min_size (max side in torchvision's 1333/800 ratio)."""
     if family != 'maskrcnn':
         return {}
-    min_size = int(getattr(params, 'maskrcnn_min_size', 800))
+    min_size = int(params.maskrcnn_min_size)
     return {'min_size': min_size, 'max_size': round(min_size * 1333 / 800)}
 
 
@@ -124,12 +124,12 @@ def load_pipeline(params, logger) -> FramePipeline:
         device = _device(params)
         try:
             family = model_family(params.preset, path)
-            backend = getattr(params, 'backend', 'torch')
+            backend = params.backend
             if family == 'maskrcnn' and backend != 'torch':
                 raise StartupError(f'backend {backend} runs YOLACT exports only; pass '
                                    'backend:=torch for Mask R-CNN')
             options = (_size_options(params, family) if family == 'maskrcnn' else
-                       {'precision': getattr(params, 'precision', None), 'backend': backend})
+                       {'precision': params.precision, 'backend': backend})
             segmenter = load_segmenter(path, preset=params.preset, device=device,
                                        half=params.half, class_names=names, **options)
         except ImportError as exc:  # an exported backend whose package is not installed

@@ -77,7 +77,7 @@ class YolactRuntime:
     def activate(self) -> None:
         node, params = self.node, self.params
         prefixes = [f'{name.strip("/")}/' for name in params.cameras] or ['']
-        self.streams = [CameraStream(self, prefix, i) for i, prefix in enumerate(prefixes)]
+        self.streams = [CameraStream(self, prefix) for prefix in prefixes]
         # prefer the newest colour frame that has its depth (see LatestSlot); without any depth
         # stream there is nothing better to wait for
         prefer = ((lambda frame: frame.depth is not None
