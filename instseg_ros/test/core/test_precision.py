@@ -77,3 +77,29 @@ def test_bf16_raw_outputs_close_to_fp32():
         # bf16 keeps 8 mantissa bits: relative error ~ 2**-8 per op, a few percent of the range
         assert (a - b).abs().max().item() <= 0.05 * a.abs().max().item() + 1e-3, name
     assert torch.equal(ref.priors, low.priors)
+
+
+@needs_bf16
+def test_bf16_yolact_plus_runs_its_deformable_convolutions_in_float32():
+    """torchvision's deform_conv2d has no bf16 kernel: the DCN layers compute in float32 inside the
+    bf16 network instead of failing every frame."""
+    cfg = replace(get_preset('yolact_plus_resnet50', num_classes=3), max_size=256)
+    model = init_weights_(Yolact(cfg), torch.Generator().manual_seed(0))
+    for module in model.modules():  # non-zero offsets: the sampling really moves
+        if hasattr(module, 'conv_offset_mask'):
+            torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.02,
+                                  generator=torch.Generator().manual_seed(4))
+    reference = init_weights_(Yolact(cfg), torch.Generator().manual_seed(0))
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        ref = Predictor(reference, cfg, precision='fp32').network(x)
+        low = Predictor(model, cfg, precision='bf16').network(x)
+    assert low.loc.dtype == torch.bfloat16
+    for name in ('loc', 'conf', 'coeffs', 'proto'):
+        a, b = getattr(ref, name), getattr(low, name).float()
+        assert (a - b).abs().max().item() <= 0.05 * a.abs().max().item() + 1e-3, name
+    image = np.random.default_rng(0).integers(0, 256, (192, 256, 3), dtype=np.uint8)
+    pred = Predictor(model, cfg, precision='bf16')
+    inst = pred(image, params=InferenceParams(score_threshold=0.0, max_detections=5))
+    assert len(inst) == 5 and inst.scores.dtype == torch.float32

@@ -58,5 +58,19 @@ class DCNv2(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         offset, mask = self.split_offset_mask(x)
+        if not _has_kernel(x):  # bf16 anywhere, fp16 off CUDA: this layer alone runs in float32
+            out = deform_conv2d(x.float(), offset.float(), self.weight.float(), self.bias.float(),
+                                stride=self.stride, padding=self.padding, dilation=self.dilation,
+                                mask=mask.float())
+            return out.to(x.dtype)
         return deform_conv2d(x, offset, self.weight, self.bias, stride=self.stride, padding=self.padding,
                              dilation=self.dilation, mask=mask)
+
+
+def _has_kernel(x: torch.Tensor) -> bool:
+    """Whether torchvision's deform_conv2d has a kernel for ``x``'s dtype on its device: float32 /
+    float64 everywhere, float16 on CUDA only, bfloat16 nowhere (torchvision 0.2x)."""
+    if x.dtype in (torch.float32, torch.float64):
+        return True
+    return x.dtype == torch.float16 and x.device.type == 'cuda'
+
