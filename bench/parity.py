@@ -21,9 +21,15 @@ temporary cache, as the node does. On ``--scenes`` synthetic 640x480 scenes:
   the raw bounds re-order nearly tied candidates: this says how tied the scores are, not how good
   the masks are.
 
-Configurations: torch/bf16 (channels-last), onnxruntime/fp32, openvino/fp32, openvino/bf16
-(OpenVINO refuses YOLACT++). The maskiou rescoring of ++ changes scores only, so the masks are
-compared without it. JSON via bench/harness.py (machine, load average before/after, command).
+Configurations on the CPU: torch/bf16 (channels-last), onnxruntime/fp32, openvino/fp32,
+openvino/bf16 (OpenVINO refuses YOLACT++); with ``--device cuda`` (bench/gpu_check.sh): torch/fp16,
+torch/bf16 and onnxruntime/fp32 (its CUDA / TensorRT providers when installed) against torch fp32
+on the GPU, and the CPU's torch fp32 against the GPU's. Two yardsticks say how far torch fp32 itself
+moves under changes that are not errors: the same weights in channels-last fp32 (the fp32 rounding
+floor of a different summation order) and the same network on the image with every pixel changed
+by +-1 grey level (camera noise: the model's own sensitivity). The maskiou rescoring of ++ changes
+scores only, so the masks are compared without it. JSON via bench/harness.py (machine, load average
+before/after, command).
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'instseg_ros'))
 import harness  # noqa: E402
-from instseg_ros.core.checkpoint import save_checkpoint  # noqa: E402
+from instseg_ros.core.checkpoint import load_model, save_checkpoint  # noqa: E402
 from instseg_ros.core.config import get_preset  # noqa: E402
 from instseg_ros.core.export import has_dcn  # noqa: E402
 from instseg_ros.core.model.dcn import DCNv2  # noqa: E402
@@ -60,7 +66,12 @@ FILE_NAMES = {'yolact_resnet50': 'yolact_resnet50_54_800000.pth',
 SHIPPED = 'shipped'
 SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / 'instseg_ros' / 'instseg_ros' / 'models' / 'yolact_small_synth.pth'
 REFERENCE = ('torch', 'fp32')
-CONFIGS = (('torch', 'bf16'), ('onnxruntime', 'fp32'), ('openvino', 'fp32'), ('openvino', 'bf16'))
+CONFIGS = {'cpu': ('torch/bf16', 'onnxruntime/fp32', 'openvino/fp32', 'openvino/bf16'),
+           'cuda': ('torch/fp16', 'torch/bf16', 'onnxruntime/fp32')}
+# yardsticks: how much torch fp32 itself moves under changes that are not errors
+LAYOUT = 'torch/fp32 channels-last'  # same precision, other memory layout: the fp32 rounding floor
+NOISE = 'torch/fp32 input +-1 level'  # every pixel +-1 grey level (camera noise): the model's own sensitivity
+ON_CPU = 'torch/fp32 on the CPU'  # (cuda runs) the CPU result against the GPU's
 RAW = ('loc', 'conf', 'coeffs', 'proto')
 CAP = InferenceParams(score_threshold=0.0, conf_threshold=0.0, max_detections=100)
 
@@ -141,38 +152,56 @@ def summary(ious: list[float]) -> dict:
             'fraction_iou_above_0.95': round(float((values > 0.95).mean()), 4)}
 
 
-def compare_preset(weights: Path, images: list[np.ndarray], params: InferenceParams) -> dict:
-    """Every configuration against torch fp32 on ``images`` for the checkpoint ``weights``."""
-    reference = Predictor.from_checkpoint(str(weights), device='cpu', precision='fp32')
+def _predictor(name: str, weights: Path, device: str) -> Predictor:
+    if name == LAYOUT:
+        model, cfg = load_model(weights, preset='auto', device=torch.device(device))
+        return Predictor(model, cfg, device=device, precision='fp32', channels_last=True)
+    if name == ON_CPU:
+        return Predictor.from_checkpoint(str(weights), device='cpu', precision='fp32')
+    backend, precision = name.split('/')
+    return Predictor.from_checkpoint(str(weights), device=device, precision=precision, backend=backend)
+
+
+def _plus_one_level(image: np.ndarray, seed: int) -> np.ndarray:
+    noise = np.random.default_rng(seed).integers(-1, 2, image.shape)
+    return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
+
+
+def compare_preset(weights: Path, images: list[np.ndarray], params: InferenceParams,
+                   device: str = 'cpu') -> dict:
+    """Every configuration (and the yardsticks) against torch fp32 on ``device`` for ``weights``."""
+    reference = Predictor.from_checkpoint(str(weights), device=device, precision='fp32')
     plus = has_dcn(reference.cfg)
+    names = [*CONFIGS[torch.device(device).type], LAYOUT, NOISE] + ([ON_CPU] if device != 'cpu' else [])
     entries = {}
-    for backend, precision in CONFIGS:
-        name = f'{backend}/{precision}'
-        if backend == 'openvino' and plus:
+    for name in names:
+        if name.startswith('openvino') and plus:
             entries[name] = {'skipped': 'OpenVINO cannot convert ONNX DeformConv (YOLACT++)'}
             continue
-        other = Predictor.from_checkpoint(str(weights), device='cpu', precision=precision, backend=backend)
+        other = reference if name == NOISE else _predictor(name, weights, device)
         raw_abs = dict.fromkeys(RAW, 0.0)
         raw_rel = dict.fromkeys(RAW, 0.0)
         ious, found, total = [], 0, 0
         with torch.inference_mode():
-            for image in images:
+            for index, image in enumerate(images):
+                other_image = _plus_one_level(image, index) if name == NOISE else image
                 ref_out, sizes, _ = reference._forward([image], 'bgr')
-                out, _, _ = other._forward([image], 'bgr')
+                out, _, _ = other._forward([other_image], 'bgr')
                 for key in RAW:
-                    a, b = getattr(ref_out, key).float(), getattr(out, key).float()
+                    a, b = getattr(ref_out, key).float().cpu(), getattr(out, key).float().cpu()
                     diff = (a - b).abs().max().item()
                     raw_abs[key] = max(raw_abs[key], diff)
                     raw_rel[key] = max(raw_rel[key], diff / max(a.abs().max().item(), 1e-12))
+                ref_out, out = _to_cpu(ref_out), _to_cpu(out)
                 anchors, labels, scores = anchors_of(ref_out, params)
                 ious += list(mask_ious(masks_for(ref_out, anchors, labels, scores, sizes[0]),
                                        masks_for(out, anchors, labels, scores, sizes[0])))
                 got, count = kept(reference.predict_rois(image, 'bgr', params),
-                                  other.predict_rois(image, 'bgr', params))
+                                  other.predict_rois(other_image, 'bgr', params))
                 found += got
                 total += count
         entries[name] = {
-            'precision_run': other.precision,
+            'precision_run': other.precision, 'backend_run': other.backend,
             'raw_max_abs_diff': {k: float(f'{v:.3g}') for k, v in raw_abs.items()},
             'raw_max_abs_diff_all': float(f'{max(raw_abs.values()):.3g}'),
             'raw_max_rel_diff': {k: float(f'{v:.3g}') for k, v in raw_rel.items()},
@@ -183,6 +212,11 @@ def compare_preset(weights: Path, images: list[np.ndarray], params: InferencePar
     return {'preset': reference.cfg.name, 'dcn': plus, 'configs': entries}
 
 
+def _to_cpu(output):
+    """A ``YolactOutput`` with float32 CPU tensors (the post-processing of this bench runs there)."""
+    return output._replace(**{k: getattr(output, k).float().cpu() for k in (*RAW, 'priors')})
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -190,6 +224,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help=f'presets ({", ".join(FILE_NAMES)}) and/or {SHIPPED!r} (the shipped model)')
     parser.add_argument('--scenes', type=int, default=3)
     parser.add_argument('--seed', type=int, default=100)
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (reference: torch fp32 there)")
     parser.add_argument('--out', type=Path, default=Path('bench/results/parity.json'))
     args = parser.parse_args(argv)
     session = harness.Session(argv)
@@ -200,11 +235,11 @@ def main(argv: list[str] | None = None) -> dict:
         for index, preset in enumerate(args.presets):
             print(preset, flush=True)
             if preset == SHIPPED:  # trained: the detections have real scores, default thresholds
-                results[preset] = compare_preset(SHIPPED_WEIGHTS, images, InferenceParams())
+                results[preset] = compare_preset(SHIPPED_WEIGHTS, images, InferenceParams(), args.device)
             else:
                 weights = random_checkpoint(preset, Path(tmp), seed=args.seed + index)
-                results[preset] = compare_preset(weights, images, CAP)
-    report = session.report(scenes=args.scenes, image_size=[480, 640], reference='torch/fp32',
+                results[preset] = compare_preset(weights, images, CAP, args.device)
+    report = session.report(scenes=args.scenes, device=args.device, image_size=[480, 640], reference='torch/fp32',
                             params={'random': CAP.__dict__, SHIPPED: InferenceParams().__dict__},
                             presets=results)
     session.write(report, args.out)
