@@ -12,14 +12,14 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'instseg_ros'))
 from instseg_ros.core.predictor import InferenceParams, Predictor  # noqa: E402
-from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS  # noqa: E402
+from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS  # noqa: E402  (no rclpy import)
 from instseg_ros.synth.dataset import write_coco_dataset  # noqa: E402
 from instseg_ros.training.evaluate import evaluate_coco, predict_dataset  # noqa: E402
 
 EVAL_SEED = 7
 
 
-def shipped_model_ap(configs: list[tuple[str, str]], scenes: int) -> dict:
+def shipped_model_ap(configs: list[tuple[str, str]], scenes: int, device: str = 'cpu') -> dict:
     """{'backend/precision': {'mask_AP', 'box_AP', 'ms_per_image', 'delta_mask_AP_vs_torch_fp32'}}."""
     params = InferenceParams(score_threshold=0.05, max_detections=100)
     results = {}
@@ -27,7 +27,7 @@ def shipped_model_ap(configs: list[tuple[str, str]], scenes: int) -> dict:
         gt = write_coco_dataset(Path(tmp) / 'eval', scenes, EVAL_SEED, image_format='png',
                                 write_depth=False)
         for backend, precision in configs:
-            predictor = Predictor.from_checkpoint(SHIPPED_WEIGHTS, device='cpu', precision=precision,
+            predictor = Predictor.from_checkpoint(SHIPPED_WEIGHTS, device=device, precision=precision,
                                                   backend=backend)
             found, ids, sec = predict_dataset(lambda im: predictor(im, 'bgr', params).to('cpu'), gt)
             metrics = evaluate_coco(gt, found, image_ids=ids)

@@ -56,6 +56,23 @@ def machine() -> dict:
     return info
 
 
+def configs_for(device: str, configs: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The 'backend/precision' configurations of ``configs`` for ``device``'s type; on CUDA without
+    onnxruntime's CUDA provider (onnxruntime-gpu) the onnxruntime ones are left out, since they would
+    run on the CPU under a GPU label."""
+    kind = device.split(':')[0]
+    chosen = configs[kind]
+    if kind == 'cuda':
+        try:
+            import onnxruntime
+            has_gpu_provider = 'CUDAExecutionProvider' in onnxruntime.get_available_providers()
+        except ImportError:
+            has_gpu_provider = False
+        if not has_gpu_provider:
+            chosen = tuple(c for c in chosen if not c.startswith('onnxruntime'))
+    return chosen
+
+
 def load_average() -> list[float]:
     return [round(v, 2) for v in os.getloadavg()]
 

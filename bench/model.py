@@ -39,8 +39,9 @@ from instseg_ros.core.predictor import InferenceParams, Predictor, default_class
 MASKRCNN = 'maskrcnn_resnet50_fpn'
 STAGES = ('preprocess', 'forward', 'postprocess')
 REFERENCE = 'torch/fp32'
-CONFIGS = ('torch/fp32', 'torch/fp32-cl', 'torch/bf16', 'onnxruntime/fp32', 'openvino/fp32',
-           'openvino/bf16')
+CONFIGS = {'cpu': ('torch/fp32', 'torch/fp32-cl', 'torch/bf16', 'onnxruntime/fp32', 'openvino/fp32',
+                   'openvino/bf16'),
+           'cuda': ('torch/fp32', 'torch/fp16', 'torch/bf16', 'onnxruntime/fp32')}
 CAP = InferenceParams(score_threshold=0.0, conf_threshold=0.0, max_detections=100)
 
 
@@ -62,21 +63,22 @@ def _random_model(name: str):
     return init_weights_(Yolact(cfg), torch.Generator().manual_seed(0)).eval(), cfg
 
 
-def yolact_predictors(name: str, export_dir: Path) -> dict[str, Predictor]:
-    """One predictor per configuration, all with the same random weights."""
+def yolact_predictors(name: str, export_dir: Path, device: str = 'cpu') -> dict[str, Predictor]:
+    """One predictor per configuration of ``device`` ('cpu' or 'cuda'), all with the same random
+    weights (onnxruntime on 'cuda': its CUDA / TensorRT providers where installed)."""
     model, cfg = _random_model(name)
     onnx_path = export_dir / f'{name}.onnx'
     export_onnx(model, cfg, onnx_path, default_class_names(cfg.num_classes), source='random seed 0')
     predictors = {}
-    for config in CONFIGS:
+    for config in harness.configs_for(device, CONFIGS):
         backend, precision = config.split('/')
         if backend == 'torch':
             forced = precision == 'fp32-cl'
-            predictors[config] = Predictor(_random_model(name)[0], cfg, 'cpu',
+            predictors[config] = Predictor(_random_model(name)[0], cfg, device,
                                            precision='fp32' if forced else precision,
                                            channels_last=True if forced else None)
         else:
-            network, _, _ = load_network(onnx_path, backend, precision=precision)
+            network, _, _ = load_network(onnx_path, backend, device=torch.device(device), precision=precision)
             predictors[config] = Predictor(network, cfg)
     return predictors
 
@@ -91,17 +93,19 @@ def yolact_runner(predictor: Predictor, image: np.ndarray):
     return run
 
 
-def maskrcnn_runner(image: np.ndarray):
+def maskrcnn_runner(image: np.ndarray, device: str = 'cpu'):
     from torchvision.models.detection import maskrcnn_resnet50_fpn
     torch.manual_seed(0)
     model = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None, box_score_thresh=0.0,
-                                  box_detections_per_img=100).eval()
+                                  box_detections_per_img=100).eval().to(device)
 
     @torch.inference_mode()
     def run() -> dict:
         start = time.perf_counter()
-        tensor = torch.from_numpy(image[:, :, ::-1].copy()).permute(2, 0, 1).float() / 255
+        tensor = torch.from_numpy(image[:, :, ::-1].copy()).to(device).permute(2, 0, 1).float() / 255
         detections = model([tensor])[0]
+        if torch.device(device).type == 'cuda':
+            torch.cuda.synchronize()
         return {'total_ms': (time.perf_counter() - start) * 1e3, 'detections': int(detections['scores'].shape[0])}
     return run
 
@@ -134,6 +138,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--rounds', type=int, default=5, help='timed interleaved rounds (median)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     parser.add_argument('--threads', type=int, default=2, help='threads for torch, ONNX Runtime, OpenVINO')
+    parser.add_argument('--device', default='cpu', help="'cpu' or 'cuda' (bench/gpu_check.sh)")
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--no-maskrcnn', action='store_true', help='skip the Mask R-CNN comparison')
@@ -152,10 +157,10 @@ def main(argv: list[str] | None = None) -> dict:
     with tempfile.TemporaryDirectory() as export_dir:
         for name in args.models:
             print(f'preparing {name} ...', file=sys.stderr, flush=True)
-            for config, predictor in yolact_predictors(name, Path(export_dir)).items():
+            for config, predictor in yolact_predictors(name, Path(export_dir), args.device).items():
                 runners[f'{name}:{config}'] = yolact_runner(predictor, image)
     if not args.no_maskrcnn:
-        runners[MASKRCNN] = maskrcnn_runner(image)
+        runners[MASKRCNN] = maskrcnn_runner(image, args.device)
     samples = harness.interleaved(runners, args.rounds, args.warmup)
     summary = {key: harness.medians(values) for key, values in samples.items()}
     ratio = ratios(summary)
@@ -166,14 +171,15 @@ def main(argv: list[str] | None = None) -> dict:
     accuracy = None
     if args.ap_scenes > 0:
         import accuracy as accuracy_bench
-        configs = [('torch', 'fp32'), ('torch', 'bf16'), ('onnxruntime', 'fp32'), ('openvino', 'fp32'),
-                   ('openvino', 'bf16')]
-        accuracy = accuracy_bench.shipped_model_ap(configs, args.ap_scenes)
+        configs = [tuple(c.split('/')) for c in harness.configs_for(args.device, CONFIGS) if c != 'torch/fp32-cl']
+        accuracy = accuracy_bench.shipped_model_ap(configs, args.ap_scenes, args.device)
+    on_gpu = torch.device(args.device).type == 'cuda'
     report = session.report(
-        image_size_hw=[args.height, args.width], threads=args.threads, rounds=args.rounds,
+        device=args.device, image_size_hw=[args.height, args.width], threads=args.threads, rounds=args.rounds,
         warmup_rounds=args.warmup, detection_params='thresholds 0, 100 detections (worst-case post-processing)',
         timing='end to end per frame: preprocess -> Instances at 640x480 (host), medians over rounds',
-        not_measured='CUDA (torch fp16/bf16, onnxruntime CUDA/TensorRT EPs), TensorRT, Intel iGPU: no GPU here',
+        not_measured=('TensorRT engines, Intel iGPU' if on_gpu else
+                      'CUDA (torch fp16/bf16, onnxruntime CUDA/TensorRT EPs), TensorRT, Intel iGPU: no GPU here'),
         results=summary, ratios_total_time=ratio, shipped_model_accuracy=accuracy)
     harness.Session.write(report, args.out)
     print(markdown_table(summary, ratio))

@@ -55,6 +55,7 @@ from instseg_ros.core.ops.boxes import decode  # noqa: E402
 from instseg_ros.core.ops.nms import NmsResult  # noqa: E402
 from instseg_ros.core.postprocess import InferenceParams, detect, detections_to_instances  # noqa: E402
 from instseg_ros.core.predictor import Predictor  # noqa: E402
+from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS  # noqa: E402  (no rclpy import)
 from instseg_ros.synth.scene import Camera, render_scene  # noqa: E402
 
 FILE_NAMES = {'yolact_resnet50': 'yolact_resnet50_54_800000.pth',
@@ -64,7 +65,6 @@ FILE_NAMES = {'yolact_resnet50': 'yolact_resnet50_54_800000.pth',
               'yolact_plus_resnet50': 'yolact_plus_resnet50_54_800000.pth',
               'yolact_plus_base': 'yolact_plus_base_54_800000.pth'}
 SHIPPED = 'shipped'
-SHIPPED_WEIGHTS = Path(__file__).resolve().parents[1] / 'instseg_ros' / 'instseg_ros' / 'models' / 'yolact_small_synth.pth'
 REFERENCE = ('torch', 'fp32')
 CONFIGS = {'cpu': ('torch/bf16', 'onnxruntime/fp32', 'openvino/fp32', 'openvino/bf16'),
            'cuda': ('torch/fp16', 'torch/bf16', 'onnxruntime/fp32')}
@@ -172,7 +172,7 @@ def compare_preset(weights: Path, images: list[np.ndarray], params: InferencePar
     """Every configuration (and the yardsticks) against torch fp32 on ``device`` for ``weights``."""
     reference = Predictor.from_checkpoint(str(weights), device=device, precision='fp32')
     plus = has_dcn(reference.cfg)
-    names = [*CONFIGS[torch.device(device).type], LAYOUT, NOISE] + ([ON_CPU] if device != 'cpu' else [])
+    names = [*harness.configs_for(device, CONFIGS), LAYOUT, NOISE] + ([ON_CPU] if device != 'cpu' else [])
     entries = {}
     for name in names:
         if name.startswith('openvino') and plus:
@@ -230,6 +230,15 @@ def main(argv: list[str] | None = None) -> dict:
     session = harness.Session(argv)
     images = [render_scene(7000 + i, Camera(640, 480)).image_bgr for i in range(args.scenes)]
     results = {}
+
+    def write() -> dict:  # after every preset: a run cut short keeps what it measured
+        report = session.report(scenes=args.scenes, device=args.device, image_size=[480, 640],
+                                reference=f'torch/fp32 on {args.device}',
+                                params={'random': CAP.__dict__, SHIPPED: InferenceParams().__dict__},
+                                presets=results)
+        session.write(report, args.out)
+        return report
+
     with tempfile.TemporaryDirectory() as tmp:
         os.environ['INSTSEG_CACHE_DIR'] = str(Path(tmp) / 'cache')  # exports of this run only
         for index, preset in enumerate(args.presets):
@@ -239,10 +248,7 @@ def main(argv: list[str] | None = None) -> dict:
             else:
                 weights = random_checkpoint(preset, Path(tmp), seed=args.seed + index)
                 results[preset] = compare_preset(weights, images, CAP, args.device)
-    report = session.report(scenes=args.scenes, device=args.device, image_size=[480, 640], reference='torch/fp32',
-                            params={'random': CAP.__dict__, SHIPPED: InferenceParams().__dict__},
-                            presets=results)
-    session.write(report, args.out)
+            report = write()
     return report
 
 
