@@ -6,9 +6,11 @@ within 0.5 AP points of torch fp32, fp32 runtimes within 0.1; bf16 masks of the 
 with IoU > 0.95 for at least 99 % of them.
 """
 
+import sys
+from pathlib import Path
+
 import cv2
 import pytest
-import torch
 
 from instseg_ros.core.precision import cpu_has_native_bf16
 from instseg_ros.core.predictor import InferenceParams, Predictor
@@ -16,6 +18,9 @@ from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS
 from instseg_ros.synth.dataset import write_coco_dataset
 from instseg_ros.training.evaluate import (_load_gt, evaluate_coco, instances_to_coco_results,
                                            label_to_category_map)
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_helpers import best_mask_ious  # noqa: E402
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('openvino')
@@ -61,25 +66,9 @@ def test_mask_ap_within_bounds_of_torch_fp32(runs, config):
     assert abs(runs[config][0] - reference_ap) <= bound
 
 
-def _best_ious(reference, other):
-    """IoU of each confident reference mask with its best same-class mask in ``other``."""
-    ious = []
-    for a, b in zip(reference, other):
-        keep = a.scores > 0.3
-        for mask, label in zip(a.masks[keep], a.labels[keep]):
-            same = b.masks[b.labels == label]
-            if same.shape[0] == 0:
-                ious.append(0.0)
-                continue
-            inter = (same & mask).flatten(1).sum(1).float()
-            union = (same | mask).flatten(1).sum(1).float().clamp(min=1)
-            ious.append((inter / union).max().item())
-    return torch.tensor(ious)
-
-
 @pytest.mark.skipif(not cpu_has_native_bf16(), reason='CPU without native bf16')
 def test_bf16_masks_match_fp32_masks(runs):
-    ious = _best_ious(runs['torch', 'fp32'][2], runs['torch', 'bf16'][2])
+    ious = best_mask_ious(runs['torch', 'fp32'][2], runs['torch', 'bf16'][2])
     print(f'bf16 vs fp32 mask IoU over {len(ious)} instances: min {ious.min():.4f}, '
           f'1st percentile {ious.quantile(0.01):.4f}, median {ious.median():.4f}')
     assert len(ious) >= 80  # 2-6 objects per scene
@@ -88,5 +77,5 @@ def test_bf16_masks_match_fp32_masks(runs):
 
 def test_fp32_runtimes_masks_equal_torch(runs):
     for backend in ('onnxruntime', 'openvino'):
-        ious = _best_ious(runs['torch', 'fp32'][2], runs[backend, 'fp32'][2])
+        ious = best_mask_ious(runs['torch', 'fp32'][2], runs[backend, 'fp32'][2])
         assert ious.min().item() > 0.99, backend

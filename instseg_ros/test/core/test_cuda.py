@@ -7,18 +7,21 @@ of the confident masks. YOLACT++'s deformable convolutions run in fp16 (torchvis
 and in bf16 (float32 inside the bf16 network); a batch equals its images one at a time.
 """
 
-from dataclasses import replace
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
 
-from instseg_ros.core.config import get_preset
-from instseg_ros.core.model.yolact import Yolact, init_weights_
+from instseg_ros.core.model.yolact import Yolact
 from instseg_ros.core.precision import resolve_precision
 from instseg_ros.core.predictor import InferenceParams, Predictor
 from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS as SHIPPED
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_helpers import best_mask_ious, random_yolact_plus  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
 
@@ -53,21 +56,6 @@ def runs(tmp_path_factory):
     return out
 
 
-def _best_ious(reference, other, min_score=0.3):
-    ious = []
-    for a, b in zip(reference, other):
-        keep = a.scores > min_score
-        for mask, label in zip(a.masks[keep], a.labels[keep]):
-            same = b.masks[b.labels == label]
-            if same.shape[0] == 0:
-                ious.append(0.0)
-                continue
-            inter = (same & mask).flatten(1).sum(1).float()
-            union = (same | mask).flatten(1).sum(1).float().clamp(min=1)
-            ious.append((inter / union).max().item())
-    return torch.tensor(ious)
-
-
 def test_precision_resolution_on_cuda():
     fp16 = resolve_precision('fp16', CUDA)
     assert fp16.name == 'fp16' and fp16.dtype == torch.float16 and fp16.channels_last
@@ -84,7 +72,7 @@ def test_cuda_fp32_gives_the_cpu_detections(runs):
         confident_a, confident_b = a.scores > 0.3, b.scores > 0.3
         assert torch.equal(a.labels[confident_a], b.labels[confident_b])
         torch.testing.assert_close(a.scores[confident_a], b.scores[confident_b], rtol=0, atol=1e-3)
-    assert _best_ious(cpu, gpu).min().item() > 0.99
+    assert best_mask_ious(cpu, gpu).min().item() > 0.99
 
 
 @pytest.mark.parametrize('precision', ['fp16', 'bf16'])
@@ -95,7 +83,7 @@ def test_reduced_precision_on_cuda_keeps_ap_and_masks(runs, precision):
         pytest.skip(f'{precision} not supported on this GPU')
     print(f'{precision}: mask AP {ap:.4f} vs fp32 {reference_ap:.4f}')
     assert abs(ap - reference_ap) <= 0.005
-    ious = _best_ious(reference, found)
+    ious = best_mask_ious(reference, found)
     print(f'{precision} vs fp32 mask IoU over {len(ious)} instances: min {ious.min():.4f}, '
           f'median {ious.median():.4f}')
     assert len(ious) >= 80 and (ious > 0.95).float().mean().item() >= 0.99
@@ -105,12 +93,7 @@ def test_reduced_precision_on_cuda_keeps_ap_and_masks(runs, precision):
 def test_yolact_plus_deformable_convolutions_on_cuda(precision):
     if precision == 'bf16' and not torch.cuda.is_bf16_supported():
         pytest.skip('no bf16 on this GPU')
-    cfg = replace(get_preset('yolact_plus_resnet50', num_classes=3), max_size=256)
-    state = init_weights_(Yolact(cfg), torch.Generator().manual_seed(0))
-    for module in state.modules():  # non-zero offsets: the sampling really moves
-        if hasattr(module, 'conv_offset_mask'):
-            torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.02,
-                                  generator=torch.Generator().manual_seed(4))
+    state, cfg = random_yolact_plus()
     models = {}
     for name in ('fp32', precision):
         model = Yolact(cfg)

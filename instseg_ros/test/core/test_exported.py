@@ -8,6 +8,7 @@ OpenVINO), an official-format checkpoint through the CLI, missing packages as on
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,9 @@ from instseg_ros.core.exported import OnnxRuntimeNetwork, OpenVinoNetwork, load_
 from instseg_ros.core.model.yolact import Yolact, init_weights_
 from instseg_ros.core.predictor import InferenceParams, Predictor
 from instseg_ros.tools.export import main as export_main
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_helpers import random_yolact_plus  # noqa: E402
 
 pytest.importorskip('onnx')
 pytest.importorskip('onnxruntime')
@@ -89,12 +93,7 @@ def test_predictor_masks_match_torch(small_export, backend):
 
 
 def test_yolact_plus_deform_conv_on_onnxruntime_and_refused_on_openvino(tmp_path):
-    cfg = replace(get_preset('yolact_plus_resnet50', num_classes=3), max_size=256)
-    model = _random(cfg)
-    for module in model.modules():  # non-zero offsets, so the deformable sampling is exercised
-        if hasattr(module, 'conv_offset_mask'):
-            torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.02,
-                                  generator=torch.Generator().manual_seed(4))
+    model, cfg = random_yolact_plus()
     path = tmp_path / 'plus.onnx'
     sidecar = export_onnx(model, cfg, path, ('x', 'y'))
     assert sidecar['opset'] == 19 and sidecar['maskiou_graph'] == 'plus.maskiou.onnx'

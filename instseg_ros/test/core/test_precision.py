@@ -5,7 +5,9 @@ bf16 model's detections match its fp32 detections (random weights: raw outputs; 
 masks of real scenes).
 """
 
+import sys
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,6 +17,9 @@ from instseg_ros.core.config import get_preset
 from instseg_ros.core.model.yolact import Yolact, init_weights_
 from instseg_ros.core.precision import cpu_has_native_bf16, resolve_precision
 from instseg_ros.core.predictor import InferenceParams, Predictor
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from core_helpers import random_yolact_plus  # noqa: E402
 
 CPU = torch.device('cpu')
 SMALL_CFG = replace(get_preset('yolact_small', num_classes=4), max_size=128)
@@ -83,14 +88,8 @@ def test_bf16_raw_outputs_close_to_fp32():
 def test_bf16_yolact_plus_runs_its_deformable_convolutions_in_float32():
     """torchvision's deform_conv2d has no bf16 kernel: the DCN layers compute in float32 inside the
     bf16 network instead of failing every frame."""
-    cfg = replace(get_preset('yolact_plus_resnet50', num_classes=3), max_size=256)
-    model = init_weights_(Yolact(cfg), torch.Generator().manual_seed(0))
-    for module in model.modules():  # non-zero offsets: the sampling really moves
-        if hasattr(module, 'conv_offset_mask'):
-            torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.02,
-                                  generator=torch.Generator().manual_seed(4))
-    reference = init_weights_(Yolact(cfg), torch.Generator().manual_seed(0))
-    reference.load_state_dict(model.state_dict())
+    reference, cfg = random_yolact_plus()
+    model, _ = random_yolact_plus()
     x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(1))
     with torch.inference_mode():
         ref = Predictor(reference, cfg, precision='fp32').network(x)

@@ -1,0 +1,36 @@
+"""Helpers shared by the core tests (imported by name: pytest puts this folder on sys.path)."""
+
+from dataclasses import replace
+
+import torch
+
+from instseg_ros.core.config import get_preset
+from instseg_ros.core.model.yolact import Yolact, init_weights_
+
+
+def best_mask_ious(reference, other, min_score: float = 0.3) -> torch.Tensor:
+    """IoU of each reference mask scoring > ``min_score`` with its best same-class mask in ``other``
+    (0 where ``other`` has none of that class). ``reference``, ``other``: lists of CPU Instances."""
+    ious = []
+    for a, b in zip(reference, other):
+        keep = a.scores > min_score
+        for mask, label in zip(a.masks[keep], a.labels[keep]):
+            same = b.masks[b.labels == label]
+            if same.shape[0] == 0:
+                ious.append(0.0)
+                continue
+            inter = (same & mask).flatten(1).sum(1).float()
+            union = (same | mask).flatten(1).sum(1).float().clamp(min=1)
+            ious.append((inter / union).max().item())
+    return torch.tensor(ious)
+
+
+def random_yolact_plus(max_size: int = 256, num_classes: int = 3, seed: int = 0):
+    """(YOLACT++ R50 with random weights and non-zero deformable offsets, its config)."""
+    cfg = replace(get_preset('yolact_plus_resnet50', num_classes=num_classes), max_size=max_size)
+    model = init_weights_(Yolact(cfg), torch.Generator().manual_seed(seed))
+    for module in model.modules():  # non-zero offsets, so the deformable sampling is exercised
+        if hasattr(module, 'conv_offset_mask'):
+            torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.02,
+                                  generator=torch.Generator().manual_seed(seed + 4))
+    return model.eval(), cfg
