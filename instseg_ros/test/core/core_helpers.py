@@ -34,3 +34,28 @@ def random_yolact_plus(max_size: int = 256, num_classes: int = 3, seed: int = 0)
             torch.nn.init.normal_(module.conv_offset_mask.weight, std=0.02,
                                   generator=torch.Generator().manual_seed(seed + 4))
     return model.eval(), cfg
+
+
+def eval_scenes(directory, scenes: int, seed: int):
+    """The first ``scenes`` scenes of the shipped model's evaluation set (models/MODEL_CARD.md: seed 7)
+    written to ``directory``: (pycocotools COCO ground truth, [(image id, uint8 BGR image)])."""
+    import cv2
+
+    from instseg_ros.synth.dataset import write_coco_dataset
+    from instseg_ros.training.evaluate import _load_gt
+    gt_json = write_coco_dataset(directory, scenes, seed, image_format='png', write_depth=False)
+    coco = _load_gt(gt_json)
+    return coco, [(i, cv2.imread(str(gt_json.parent / coco.imgs[i]['file_name']))) for i in sorted(coco.imgs)]
+
+
+def evaluate_predictor(predictor, coco, images, params):
+    """(COCO metrics dict of ``evaluate_coco``, [CPU Instances per image]) of ``predictor`` on ``images``."""
+    from instseg_ros.training.evaluate import evaluate_coco, instances_to_coco_results, label_to_category_map
+    mapping = label_to_category_map(coco, predictor.class_names)
+    found, results = [], []
+    for image_id, image in images:
+        inst = predictor(image, 'bgr', params).to('cpu')
+        found.append(inst)
+        results += instances_to_coco_results(image_id, inst.boxes_xyxy, inst.scores, inst.labels,
+                                             inst.masks, mapping)
+    return evaluate_coco(coco, results, image_ids=[i for i, _ in images]), found

@@ -9,18 +9,14 @@ with IoU > 0.95 for at least 99 % of them.
 import sys
 from pathlib import Path
 
-import cv2
 import pytest
 
 from instseg_ros.core.precision import cpu_has_native_bf16
 from instseg_ros.core.predictor import InferenceParams, Predictor
 from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS
-from instseg_ros.synth.dataset import write_coco_dataset
-from instseg_ros.training.evaluate import (_load_gt, evaluate_coco, instances_to_coco_results,
-                                           label_to_category_map)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core_helpers import best_mask_ious  # noqa: E402
+from core_helpers import best_mask_ious, eval_scenes, evaluate_predictor  # noqa: E402
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('openvino')
@@ -35,25 +31,15 @@ if cpu_has_native_bf16():
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     """{(backend, precision): (mask AP, box AP, [Instances per image])}."""
-    gt_json = write_coco_dataset(tmp_path_factory.mktemp('eval'), SCENES, SEED, image_format='png',
-                                 write_depth=False)
-    coco = _load_gt(gt_json)
-    images = [(i, cv2.imread(str(gt_json.parent / coco.imgs[i]['file_name']))) for i in sorted(coco.imgs)]
+    coco, images = eval_scenes(tmp_path_factory.mktemp('eval'), SCENES, SEED)
     out = {}
     with pytest.MonkeyPatch.context() as patch:  # the checkpoint's export goes to a temporary cache
         patch.setenv('INSTSEG_CACHE_DIR', str(tmp_path_factory.mktemp('cache')))
         predictors = {config: Predictor.from_checkpoint(SHIPPED_WEIGHTS, device='cpu', precision=config[1],
                                                         backend=config[0]) for config in CONFIGS}
-    for (backend, precision), predictor in predictors.items():
-        mapping = label_to_category_map(coco, predictor.class_names)
-        found, results = [], []
-        for image_id, image in images:
-            inst = predictor(image, 'bgr', PARAMS).to('cpu')
-            found.append(inst)
-            results += instances_to_coco_results(image_id, inst.boxes_xyxy, inst.scores, inst.labels,
-                                                 inst.masks, mapping)
-        metrics = evaluate_coco(coco, results, image_ids=[i for i, _ in images])
-        out[backend, precision] = (metrics['mask']['AP'], metrics['box']['AP'], found)
+    for config, predictor in predictors.items():
+        metrics, found = evaluate_predictor(predictor, coco, images, PARAMS)
+        out[config] = (metrics['mask']['AP'], metrics['box']['AP'], found)
     return out
 
 

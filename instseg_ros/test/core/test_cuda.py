@@ -10,7 +10,6 @@ and in bf16 (float32 inside the bf16 network); a batch equals its images one at 
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -21,7 +20,7 @@ from instseg_ros.core.predictor import InferenceParams, Predictor
 from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS as SHIPPED
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from core_helpers import best_mask_ious, random_yolact_plus  # noqa: E402
+from core_helpers import best_mask_ious, eval_scenes, evaluate_predictor, random_yolact_plus  # noqa: E402
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device')
 
@@ -34,24 +33,11 @@ CONFIGS = [('cpu', 'fp32'), ('cuda', 'fp32'), ('cuda', 'fp16'), ('cuda', 'bf16')
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
     """{(device, precision): (mask AP, [Instances on the CPU per image], precision that ran)}."""
-    from instseg_ros.synth.dataset import write_coco_dataset
-    from instseg_ros.training.evaluate import (_load_gt, evaluate_coco, instances_to_coco_results,
-                                               label_to_category_map)
-    gt_json = write_coco_dataset(tmp_path_factory.mktemp('eval'), SCENES, SEED, image_format='png',
-                                 write_depth=False)
-    coco = _load_gt(gt_json)
-    images = [(i, cv2.imread(str(gt_json.parent / coco.imgs[i]['file_name']))) for i in sorted(coco.imgs)]
+    coco, images = eval_scenes(tmp_path_factory.mktemp('eval'), SCENES, SEED)
     out = {}
     for device, precision in CONFIGS:
         predictor = Predictor.from_checkpoint(SHIPPED, device=device, precision=precision)
-        mapping = label_to_category_map(coco, predictor.class_names)
-        found, results = [], []
-        for image_id, image in images:
-            inst = predictor(image, 'bgr', PARAMS).to('cpu')
-            found.append(inst)
-            results += instances_to_coco_results(image_id, inst.boxes_xyxy, inst.scores, inst.labels,
-                                                 inst.masks, mapping)
-        metrics = evaluate_coco(coco, results, image_ids=[i for i, _ in images])
+        metrics, found = evaluate_predictor(predictor, coco, images, PARAMS)
         out[device, precision] = (metrics['mask']['AP'], found, predictor.precision)
     return out
 
