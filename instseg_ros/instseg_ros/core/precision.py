@@ -14,6 +14,9 @@ bf16       with native bf16 (avx512_bf16/AMX)  when ``torch.cuda.is_bf16_support
 fp16       no                                  yes (channels-last)
 =========  ==================================  ======================================
 
+YOLACT++'s deformable convolutions compute in float32 inside a bf16 network (torchvision's
+``deform_conv2d`` has no bf16 kernel; :mod:`instseg_ros.core.model.dcn`); fp16 on CUDA uses its kernel.
+
 Channels-last (NHWC) is used for bf16 / fp16: on this project's CPU the bf16 forward took about a
 third of its contiguous time with it (oneDNN's blocked bf16 kernels), and on CUDA it is the layout
 tensor cores want. For fp32 the interleaved runs on the loaded shared machine disagreed (0.69x to
