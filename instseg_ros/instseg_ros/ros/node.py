@@ -101,7 +101,8 @@ class YolactRuntime:
                                                    if s.inputs.depth else '')
                            for s in self.streams)
         node.get_logger().info(
-            f'Ready: model {predictor.cfg.name} on {predictor.device}, '
+            f'Ready: model {predictor.cfg.name} on {predictor.device} '
+            f'({getattr(predictor, "backend", "torch")} {getattr(predictor, "precision", "fp32")}), '
             f'{len(self.pipeline.class_names)} classes, listening on {inputs}'
             + (f' (batches of up to {params.max_batch})' if len(self.streams) > 1 else ''))
 

@@ -95,7 +95,7 @@ def test_startup_warnings_are_ros_log_lines(tmp_path):
         'device': 'cuda', 'half': True, 'weights': str(weights), 'score_threshold': 1,
         'max_depth': 5})}, tmp_path, timeout_s=40.0)
     code, output = results['warn']
-    assert 'Ready: model yolact_small on cpu' in output, output
+    assert 'Ready: model yolact_small on cpu (torch fp32)' in output, output
     warnings = [line for line in output.splitlines() if '[WARN]' in line]
     assert any("device 'cuda' requested but CUDA is not available" in w for w in warnings), output
     assert any('half precision is only used on CUDA' in w for w in warnings), output
