@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
+import signal
 import sys
+import threading
 from typing import Callable
 
 import rclpy
@@ -23,6 +25,14 @@ def rcl_message(exc: BaseException) -> str:
 def _fail(name: str, text: str) -> int:
     print(f'[{name}] ERROR: {text}', file=sys.stderr, flush=True)
     return STARTUP_FAILURE
+
+
+def _ignore_interrupts() -> None:
+    """Shutting down: further Ctrl-C's are ignored. On Ctrl-C in a terminal the node gets the
+    terminal's SIGINT and the one ``ros2 launch`` forwards; the second must not interrupt the
+    clean-up (a KeyboardInterrupt traceback, or death by signal once rclpy's handler is gone)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def spin_node(make_node: Callable[[], Node], args=None,
@@ -47,7 +57,9 @@ def spin_node(make_node: Callable[[], Node], args=None,
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
+        _ignore_interrupts()
         if node is not None:
             node.destroy_node()
         rclpy.try_shutdown()
+        _ignore_interrupts()  # try_shutdown puts back the handler that was there before rclpy.init
     return 0
