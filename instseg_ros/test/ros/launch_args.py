@@ -73,6 +73,16 @@ def stop(proc: subprocess.Popen, timeout_s: float = 10.0) -> int | None:
     return proc.returncode
 
 
+def wait_for_text(log_path: pathlib.Path, text: str, proc: subprocess.Popen, timeout_s: float) -> bool:
+    """Whether ``text`` appears in ``log_path`` within ``timeout_s`` (False early if ``proc`` exits)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        if text in log_path.read_text(errors='replace'):
+            return True
+        time.sleep(0.2)
+    return text in log_path.read_text(errors='replace')
+
+
 def wait_exit(proc: subprocess.Popen, timeout_s: float) -> int | None:
     """Wait up to ``timeout_s`` for ``proc`` to exit by itself; then stop it. Returns its code."""
     deadline = time.monotonic() + timeout_s

@@ -220,20 +220,12 @@ def _get_parameters(make_node, spin_until, node_name, names):
     return dict(zip(names, (parameter_value_to_python(v) for v in future.result().values)))
 
 
-def _wait_for(log, text, proc, timeout_s):
-    import time
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline and proc.poll() is None and text not in log.read_text():
-        time.sleep(0.5)
-    return text in log.read_text()
-
-
 @needs_ros2_launch
 def test_ros2_launch_keeps_the_params_file_and_applies_given_arguments(
         tmp_path, make_node, spin_until):
     """params_file:=user.yaml (0.6 / 50 / depth on) + top_k:=7 score_threshold:=1 under
     namespace:=launch_params; rviz:=true without rviz2 only warns."""
-    from launch_args import start, stop
+    from launch_args import start, stop, wait_for_text
     user = tmp_path / 'user.yaml'
     user.write_text(yaml.safe_dump(USER_YAML))
     log = tmp_path / 'launch.log'
@@ -241,7 +233,7 @@ def test_ros2_launch_keeps_the_params_file_and_applies_given_arguments(
                   'top_k:=7', 'nms_threshold:=1', 'device:=cpu', 'namespace:=launch_params',
                   'rviz:=true'], log)
     try:
-        assert _wait_for(log, 'Ready: model', proc, 120), log.read_text()[-3000:]
+        assert wait_for_text(log, 'Ready: model', proc, 120), log.read_text()[-3000:]
         values = _get_parameters(make_node, spin_until, '/launch_params/yolact',
                                  ['score_threshold', 'top_k', 'use_depth', 'nms_threshold'])
         assert values == {'score_threshold': 0.6, 'top_k': 7, 'use_depth': True,

@@ -4,7 +4,6 @@ import importlib.util
 import pathlib
 import shutil
 import sys
-import time
 
 import pytest
 import yaml
@@ -85,15 +84,12 @@ def test_ros2_launch_starts_the_node_with_the_shipped_model(tmp_path):
     """`ros2 launch instseg_ros yolact.launch.py device:=cpu` brings the node up (needs the
     workspace installed and sourced)."""
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-    from launch_args import start, stop
+    from launch_args import start, stop, wait_for_text
     log = tmp_path / 'launch.log'
     proc = start(['ros2', 'launch', 'instseg_ros', 'yolact.launch.py', 'device:=cpu',
                   'namespace:=launch_test'], log)
     try:
-        deadline = 120
-        while deadline > 0 and 'Ready: model' not in log.read_text() and proc.poll() is None:
-            time.sleep(1.0)
-            deadline -= 1
+        wait_for_text(log, 'Ready: model', proc, 120)
         assert 'Ready: model yolact_small' in log.read_text(), log.read_text()[-3000:]
         assert 'No weights given: using the shipped demo model' in log.read_text()
     finally:
