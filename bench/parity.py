@@ -51,7 +51,7 @@ from instseg_ros.core.config import get_preset  # noqa: E402
 from instseg_ros.core.export import has_dcn  # noqa: E402
 from instseg_ros.core.model.dcn import DCNv2  # noqa: E402
 from instseg_ros.core.model.yolact import Yolact, init_weights_  # noqa: E402
-from instseg_ros.core.ops.boxes import decode  # noqa: E402
+from instseg_ros.core.ops.boxes import box_iou, decode  # noqa: E402
 from instseg_ros.core.ops.nms import NmsResult  # noqa: E402
 from instseg_ros.core.postprocess import InferenceParams, detect, detections_to_instances  # noqa: E402
 from instseg_ros.core.predictor import Predictor  # noqa: E402
@@ -115,27 +115,17 @@ def mask_ious(a: torch.Tensor, b: torch.Tensor) -> np.ndarray:
     return torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union)).numpy()
 
 
-def box_iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def kept(reference, other) -> tuple[int, int]:
-    """(reference detections found in ``other`` by class and box IoU >= 0.5, greedy; reference count)."""
-    used, found = set(), 0
-    for i in range(len(reference.scores)):
-        best, best_j = 0.5, None
-        for j in range(len(other.scores)):
-            if j in used or other.labels[j] != reference.labels[i]:
-                continue
-            overlap = box_iou(reference.boxes_xyxy[i], other.boxes_xyxy[j])
-            if overlap >= best:
-                best, best_j = overlap, j
-        if best_j is not None:
-            used.add(best_j)
+    """(reference detections found in ``other`` by class and box IoU >= 0.5, greedy in reference
+    order, each ``other`` detection used once; reference count)."""
+    overlaps = box_iou(torch.from_numpy(reference.boxes_xyxy).double(),
+                       torch.from_numpy(other.boxes_xyxy).double()).numpy()
+    overlaps[reference.labels[:, None] != other.labels[None, :]] = -1.0
+    found = 0
+    for row in overlaps:
+        j = int(np.argmax(row)) if row.size else -1
+        if j >= 0 and row[j] >= 0.5:
+            overlaps[:, j] = -1.0  # used
             found += 1
     return found, len(reference.scores)
 
