@@ -39,6 +39,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -53,7 +54,8 @@ from instseg_ros.core.model.dcn import DCNv2  # noqa: E402
 from instseg_ros.core.model.yolact import Yolact, init_weights_  # noqa: E402
 from instseg_ros.core.ops.boxes import box_iou, decode  # noqa: E402
 from instseg_ros.core.ops.nms import NmsResult  # noqa: E402
-from instseg_ros.core.postprocess import InferenceParams, detect, detections_to_instances  # noqa: E402
+from instseg_ros.core.postprocess import (  # noqa: E402
+    InferenceParams, detect, detections_to_instances, postprocess_rois)
 from instseg_ros.core.predictor import Predictor  # noqa: E402
 from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS  # noqa: E402  (no rclpy import)
 from instseg_ros.synth.scene import Camera, render_scene  # noqa: E402
@@ -157,12 +159,30 @@ def _plus_one_level(image: np.ndarray, seed: int) -> np.ndarray:
     return np.clip(image.astype(np.int16) + noise, 0, 255).astype(np.uint8)
 
 
+class _Run(NamedTuple):
+    """One forward of one image: float32 CPU raw outputs, the image size and the full pipeline's
+    detections (``postprocess_rois`` of the same outputs)."""
+    output: object
+    size: tuple[int, int]
+    rois: object
+
+
+def _run(predictor: Predictor, image: np.ndarray, params: InferenceParams) -> _Run:
+    output, sizes, _ = predictor._forward([image], 'bgr')
+    rois = postprocess_rois(output, predictor.cfg, sizes[0], params, rescore_fn=predictor._rescore)
+    return _Run(_to_cpu(output), sizes[0], rois)
+
+
 def compare_preset(weights: Path, images: list[np.ndarray], params: InferenceParams,
                    device: str = 'cpu') -> dict:
     """Every configuration (and the yardsticks) against torch fp32 on ``device`` for ``weights``."""
     reference = Predictor.from_checkpoint(str(weights), device=device, precision='fp32')
     plus = has_dcn(reference.cfg)
     names = [*harness.configs_for(device, CONFIGS), LAYOUT, NOISE] + ([ON_CPU] if device != 'cpu' else [])
+    with torch.inference_mode():  # the reference once per image, shared by every configuration
+        refs = [_run(reference, image, params) for image in images]
+        picked = [anchors_of(ref.output, params) for ref in refs]
+        ref_masks = [masks_for(ref.output, *pick, ref.size) for ref, pick in zip(refs, picked)]
     entries = {}
     for name in names:
         if name.startswith('openvino') and plus:
@@ -174,20 +194,15 @@ def compare_preset(weights: Path, images: list[np.ndarray], params: InferencePar
         ious, found, total = [], 0, 0
         with torch.inference_mode():
             for index, image in enumerate(images):
-                other_image = _plus_one_level(image, index) if name == NOISE else image
-                ref_out, sizes, _ = reference._forward([image], 'bgr')
-                out, _, _ = other._forward([other_image], 'bgr')
+                ref = refs[index]
+                run = _run(other, _plus_one_level(image, index) if name == NOISE else image, params)
                 for key in RAW:
-                    a, b = getattr(ref_out, key).float().cpu(), getattr(out, key).float().cpu()
+                    a, b = getattr(ref.output, key), getattr(run.output, key)
                     diff = (a - b).abs().max().item()
                     raw_abs[key] = max(raw_abs[key], diff)
                     raw_rel[key] = max(raw_rel[key], diff / max(a.abs().max().item(), 1e-12))
-                ref_out, out = _to_cpu(ref_out), _to_cpu(out)
-                anchors, labels, scores = anchors_of(ref_out, params)
-                ious += list(mask_ious(masks_for(ref_out, anchors, labels, scores, sizes[0]),
-                                       masks_for(out, anchors, labels, scores, sizes[0])))
-                got, count = kept(reference.predict_rois(image, 'bgr', params),
-                                  other.predict_rois(other_image, 'bgr', params))
+                ious += list(mask_ious(ref_masks[index], masks_for(run.output, *picked[index], ref.size)))
+                got, count = kept(ref.rois, run.rois)
                 found += got
                 total += count
         entries[name] = {
