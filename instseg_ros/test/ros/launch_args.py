@@ -143,3 +143,16 @@ def make_maskrcnn_checkpoint(path: pathlib.Path, preset: str = 'maskrcnn_resnet5
                   if not (preset == 'maskrcnn_resnet50_fpn' and k.endswith('num_batches_tracked'))}
     torch.save(state_dict, path)
     return path
+
+
+def expected_class_image(msg, shape: tuple[int, int]):
+    """Oracle for the node's ``labels/class`` image of an InstanceMaskArray: uint8 ``shape``, each
+    pixel the class id + 1 of the highest-scoring instance whose full-frame mask covers it, else 0."""
+    import numpy as np
+
+    from instseg_ros.ros.conversions import msg_to_masks
+    masks = msg_to_masks(msg)
+    expected = np.zeros(shape, np.uint8)
+    for index in np.argsort([-i.score for i in msg.instances], kind='stable')[::-1]:
+        expected[masks[index]] = msg.instances[index].class_id + 1
+    return expected
