@@ -18,8 +18,10 @@ import sys
 
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 
+from instseg_ros.core.throttle import KindThrottle
+
 from instseg_ros.ros.cli import node_help, wants_help
-from instseg_ros.ros.entry import spin_node
+from instseg_ros.ros.entry import rcl_message, spin_node
 from instseg_ros.ros.errors import StartupError
 from instseg_ros.ros.node import YolactRuntime, declare_parameters
 from instseg_ros.ros.params import help_rows
@@ -32,6 +34,47 @@ class YolactLifecycleNode(LifecycleNode):
         super().__init__('yolact', **kwargs)
         self.runtime = YolactRuntime(self, declare_parameters(self))
         self._active = False
+        self._refusals = KindThrottle(period_s=5.0)
+        self._guard_change_state()
+
+    def _guard_change_state(self) -> None:
+        """Refuse a transition the current state does not offer (``success: false`` and one
+        throttled warning) instead of letting rclpy's state machine raise in the service
+        callback, which kills the node (rclpy issue 1209)."""
+        service = self._service_change_state
+        handle = service.callback
+
+        def change_state(request, response):
+            available = self.available_transitions()
+            wanted = request.transition
+            if (wanted.label and wanted.label not in available.values()) or \
+                    (not wanted.label and wanted.id not in available):
+                self._refuse(wanted, available)
+                response.success = False
+                return response
+            try:
+                return handle(request, response)
+            except RuntimeError as exc:  # rcl's RCLError: refused by the state machine after all
+                self._refuse(wanted, available, rcl_message(exc))
+                response.success = False
+                return response
+
+        service.callback = change_state
+
+    def available_transitions(self) -> dict[int, str]:
+        """Transitions the current state offers: id -> label."""
+        return {int(t[0]): str(t[1]) for t in self._state_machine.available_transitions}
+
+    def _refuse(self, wanted, available: dict[int, str], reason: str = '') -> None:
+        suppressed = self._refusals.admit('transition')
+        if suppressed is None:
+            return
+        asked = repr(wanted.label) if wanted.label else f'id {wanted.id}'
+        state = self._state_machine.current_state[1]
+        offered = ', '.join(f'{label} ({tid})' for tid, label in sorted(available.items())) or 'none'
+        more = f' ({suppressed} similar refusals not logged)' if suppressed else ''
+        why = reason or f"not available in state '{state}'"
+        self.get_logger().warning(f'transition {asked} refused: {why}; available: {offered}{more}')
 
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         try:

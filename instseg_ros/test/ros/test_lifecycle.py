@@ -102,3 +102,53 @@ def test_configure_fault_fails_the_transition_without_traceback(make_node, spin_
         assert 'configure failed' in text and 'missing.pth' in text and 'Traceback' not in text
     finally:
         assert stop(proc) == 0, log.read_text()[-3000:]
+
+
+def test_every_invalid_transition_is_refused_and_the_node_lives(make_node, spin_until, tmp_path):
+    """From each primary state, every transition id of lifecycle_msgs/Transition that the state
+    does not offer (and an unknown id and label) gets success false; the state stays, the node
+    lives, the refusals are logged without a traceback and throttled."""
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetAvailableTransitions, GetState
+    log = tmp_path / 'lifecycle_invalid.log'
+    proc = start(node_command(module='instseg_ros.ros.lifecycle_node', namespace='/lcinv',
+                              params_file=PARAMS_FILE), log)
+    all_ids = sorted({v for k, v in vars(Transition).items() if k.startswith('TRANSITION_')} | {99})
+    try:
+        node = make_node('lifecycle_invalid_client')
+        change = node.create_client(ChangeState, '/lcinv/yolact/change_state')
+        get_state = node.create_client(GetState, '/lcinv/yolact/get_state')
+        offered = node.create_client(GetAvailableTransitions, '/lcinv/yolact/get_available_transitions')
+
+        def state():
+            return call(node, spin_until, get_state, GetState.Request()).current_state.id
+
+        def transition(transition_id=0, label=''):
+            return call(node, spin_until, change, ChangeState.Request(
+                transition=Transition(id=transition_id, label=label))).success
+
+        refused = 0
+        for primary, step in ((State.PRIMARY_STATE_UNCONFIGURED, Transition.TRANSITION_CONFIGURE),
+                              (State.PRIMARY_STATE_INACTIVE, Transition.TRANSITION_ACTIVATE),
+                              (State.PRIMARY_STATE_ACTIVE, Transition.TRANSITION_ACTIVE_SHUTDOWN),
+                              (State.PRIMARY_STATE_FINALIZED, None)):
+            assert state() == primary, log.read_text()[-2000:]
+            valid = {t.transition.id for t in call(node, spin_until, offered,
+                                                   GetAvailableTransitions.Request()).available_transitions}
+            assert (step in valid) if step is not None else not valid
+            invalid = [i for i in all_ids if i not in valid]
+            for transition_id in invalid:
+                assert not transition(transition_id), f'id {transition_id} accepted in {primary}'
+                assert state() == primary, f'id {transition_id} changed state {primary}'
+            assert not transition(label='bogus')
+            refused += len(invalid) + 1
+            assert proc.poll() is None, log.read_text()[-3000:]
+            if step is not None:
+                assert transition(step), log.read_text()[-2000:]
+        text = log.read_text()
+        assert refused > 60
+        assert 'Traceback' not in text and 'RCLError' not in text, text[-3000:]
+        assert "transition id 0 refused: not available in state 'unconfigured'; available: configure (1)" in text, text[-3000:]
+        assert 1 <= text.count('refused') < refused / 4, text[-3000:]     # throttled
+    finally:
+        assert stop(proc) == 0, log.read_text()[-3000:]
