@@ -78,3 +78,15 @@ def sidecar_class_names(weights_path: str | Path) -> tuple[str, ...] | None:
     """Class names stored next to a checkpoint as ``<stem>.json`` (instseg-train writes it), or None."""
     sidecar = Path(weights_path).with_suffix('.json')
     return load_class_names(sidecar) if sidecar.is_file() else None
+
+
+def unknown_classes(wanted, known) -> list[str]:
+    """The names of ``wanted`` (a class filter) that are not among ``known`` (the model's)."""
+    return [name for name in wanted if name not in known]
+
+
+def unknown_classes_text(unknown: list[str], known) -> str:
+    """One line naming the unknown names and (the first 20 of) the known ones."""
+    known = list(known)
+    names = ', '.join(known[:20]) + (', ...' if len(known) > 20 else '')
+    return f'unknown class name(s) {unknown}; known: {names}'

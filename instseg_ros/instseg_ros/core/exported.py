@@ -13,9 +13,11 @@ no conversion rule for it, so ++ models are refused on OpenVINO with that reason
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import textwrap
 import warnings
 from pathlib import Path
 
@@ -146,12 +148,65 @@ def cached_export(checkpoint: str | Path, preset: str = 'auto', num_classes: int
     model, cfg = load_model(checkpoint, preset=preset, device='cpu', num_classes=num_classes)
     names = sidecar_class_names(checkpoint) or default_class_names(cfg.num_classes)
     tmp = out.with_name(out.stem + f'.tmp{os.getpid()}.onnx')
-    export_onnx(model, cfg, tmp, names, source=str(checkpoint))
-    for suffix in ('.onnx', '.json', '.maskiou.onnx'):  # publish complete files only
-        part = tmp.with_suffix(suffix)
-        if part.is_file():
-            part.replace(out.with_suffix(suffix))
+    try:
+        export_onnx(model, cfg, tmp, names, source=str(checkpoint))
+        for suffix in ('.onnx', '.json', '.maskiou.onnx'):  # publish complete files only
+            part = tmp.with_suffix(suffix)
+            if part.is_file():
+                part.replace(out.with_suffix(suffix))
+    except OSError as exc:
+        for suffix in ('.onnx', '.json', '.maskiou.onnx'):
+            with contextlib.suppress(OSError):
+                tmp.with_suffix(suffix).unlink(missing_ok=True)
+        raise ValueError(f'cannot write the ONNX export cache {out.parent} ({exc.strerror or exc}): set '
+                         'INSTSEG_CACHE_DIR to a writable folder, or export once with instseg-export '
+                         'and pass the .onnx file as weights') from None
     return out
+
+
+def _graph_shapes(network) -> dict[str, list]:
+    """Input and output name -> dims of the loaded graph (int, or None where dynamic)."""
+    def dims(shape) -> list:
+        return [d if isinstance(d, int) else None for d in shape]
+
+    if isinstance(network, OnnxRuntimeNetwork):
+        ports = [*network.session.get_inputs(), *network.session.get_outputs()]
+        return {p.name: dims(p.shape) for p in ports}
+    ports = [*network.compiled.inputs, *network.compiled.outputs]
+    return {p.get_any_name(): [d.get_length() if d.is_static else None for d in p.get_partial_shape()]
+            for p in ports}
+
+
+def check_graph(network, sidecar: dict, onnx_path: Path) -> None:
+    """ValueError when the graph's input or outputs contradict the side-car's shapes (the .onnx and
+    the .json of two different exports)."""
+    expected = {sidecar['input']['name']: sidecar['input']['shape'],
+                **{name: shape if name == 'priors' else ['batch', *shape]
+                   for name, shape in sidecar['outputs'].items()}}
+    got = _graph_shapes(network)
+    for name, want in expected.items():
+        have = got.get(name)
+        fits = have is not None and len(have) == len(want) and all(
+            not isinstance(w, int) or h is None or h == w for h, w in zip(have, want))
+        if not fits:
+            raise ValueError(f"the graph's {name!r} is {have} but its side-car "
+                             f'{onnx_path.with_suffix(".json").name} says {want}: the two files come from '
+                             'different exports; export again with instseg-export')
+
+
+def check_onnx_file(onnx_path: Path) -> None:
+    """ValueError (one line) when ``onnx_path`` is not a valid ONNX model (truncated, empty, not
+    ONNX), checked with the onnx package before a runtime parses it (the runtimes' own errors are
+    multi-line C++ texts, and OpenVINO tries every other frontend first, logging their failures)."""
+    try:
+        import onnx
+        onnx.checker.check_model(str(onnx_path))
+    except ImportError:
+        return  # the runtime's own parse still refuses a bad file
+    except Exception as exc:  # noqa: BLE001 - ValidationError, DecodeError, OSError ...
+        detail = textwrap.shorten(' '.join(str(exc).split()), width=160, placeholder=' ...')
+        raise ValueError(f'not a loadable ONNX model (truncated, empty or another format?): {detail}; '
+                         'export it again with instseg-export') from None
 
 
 def load_network(path: str | Path, backend: str, preset: str = 'auto', device: torch.device | None = None,
@@ -168,6 +223,9 @@ def load_network(path: str | Path, backend: str, preset: str = 'auto', device: t
     sidecar = read_sidecar(onnx_path)
     cfg = config_from_dict(sidecar['config'])
     maskiou = onnx_path.with_suffix('.maskiou.onnx') if sidecar.get('maskiou_graph') else None
+    for graph in (onnx_path, maskiou):
+        if graph is not None:
+            check_onnx_file(graph)
     name = 'fp16' if half and precision in (None, 'fp32') else (precision or 'fp32')
     offered = ('fp32', 'bf16') if backend == 'openvino' else ('fp32',)
     if name not in offered:
@@ -178,7 +236,9 @@ def load_network(path: str | Path, backend: str, preset: str = 'auto', device: t
         if has_dcn(cfg):
             raise ValueError(f'{onnx_path.name}: {cfg.name} uses deformable convolutions (ONNX DeformConv), '
                              'which OpenVINO cannot convert; use backend onnxruntime or torch')
-        return OpenVinoNetwork(onnx_path, maskiou, precision=name), cfg, tuple(sidecar['names'])
+        network = OpenVinoNetwork(onnx_path, maskiou, precision=name)
+        check_graph(network, sidecar, onnx_path)
+        return network, cfg, tuple(sidecar['names'])
     providers = ['CPUExecutionProvider']
     if device is not None and device.type == 'cuda':
         import onnxruntime as ort
@@ -188,4 +248,6 @@ def load_network(path: str | Path, backend: str, preset: str = 'auto', device: t
             warnings.warn('backend onnxruntime has no CUDA/TensorRT execution provider here; running on '
                           'the CPU', RuntimeWarning, stacklevel=3)
         providers = gpu + providers
-    return OnnxRuntimeNetwork(onnx_path, maskiou, providers=providers), cfg, tuple(sidecar['names'])
+    network = OnnxRuntimeNetwork(onnx_path, maskiou, providers=providers)
+    check_graph(network, sidecar, onnx_path)
+    return network, cfg, tuple(sidecar['names'])

@@ -134,6 +134,7 @@ class CameraInputs:
         self.prefix = prefix
         mode = params.input_reliability
         self.sync = RgbdSync(slop_s=params.depth_slop, wait_s=params.depth_wait)
+        self._resolved_at_check = 0
         if params.input_compressed:
             # image_transport's convention: <image topic after remapping>/compressed
             topic = node.resolve_topic_name(prefix + topics[0]) + '/compressed'
@@ -193,6 +194,10 @@ class CameraInputs:
 
     # ----------------------------------------------------------------------------- pairing report
     def _warn_unpaired(self) -> None:
+        resolved = self.sync.paired + self.sync.unpaired
+        if resolved == self._resolved_at_check:
+            return  # no colour frame since the last check (camera stopped): nothing new to say
+        self._resolved_at_check = resolved
         fraction, count = self.sync.recent_unpaired_fraction()
         if count < 10 or fraction <= UNPAIRED_WARN_FRACTION:
             return

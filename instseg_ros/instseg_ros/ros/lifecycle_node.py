@@ -82,6 +82,10 @@ class YolactLifecycleNode(LifecycleNode):
         except StartupError as exc:
             self.get_logger().error(f'configure failed: {exc}')
             return TransitionCallbackReturn.FAILURE
+        except Exception as exc:  # noqa: BLE001 - rclpy would turn it into ERROR without a word
+            self.get_logger().error(f'configure failed: {type(exc).__name__}: '
+                                    f'{" ".join(str(exc).split())}')
+            return TransitionCallbackReturn.FAILURE
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:

@@ -26,6 +26,7 @@ from std_msgs.msg import Header
 
 from instseg_ros.core import rgbd_sync
 from instseg_ros.core.batching import BatchScheduler
+from instseg_ros.core.classes import unknown_classes, unknown_classes_text
 from instseg_ros.core.pipeline import FramePipeline, FrameResult
 from instseg_ros.core.predictor import InferenceParams
 from instseg_ros.core.rgbd_sync import RgbdFrame, stamp_s
@@ -72,7 +73,12 @@ class YolactRuntime:
 
     # ----------------------------------------------------------------------------- steps
     def configure(self) -> None:
-        self.pipeline = load_pipeline(self.params, self.node.get_logger())
+        pipeline = load_pipeline(self.params, self.node.get_logger())
+        unknown = unknown_classes(self.params.classes, pipeline.class_names)
+        if unknown:  # the same check as `ros2 param set` (_check_classes), at startup
+            raise StartupError(f'parameter classes: {unknown_classes_text(unknown, pipeline.class_names)}; '
+                               'pass classes:=[name,...] with names of the model, or [] for all')
+        self.pipeline = pipeline
 
     def activate(self) -> None:
         node, params = self.node, self.params
@@ -150,12 +156,10 @@ class YolactRuntime:
         for param in params:
             if param.name != 'classes':
                 continue
-            unknown = [c for c in normalize_classes(param.value)
-                       if c not in self.pipeline.class_names]
+            unknown = unknown_classes(normalize_classes(param.value), self.pipeline.class_names)
             if unknown:
-                names = ', '.join(self.pipeline.class_names[:20])
                 return SetParametersResult(
-                    successful=False, reason=f'unknown class name(s) {unknown}; known: {names}...')
+                    successful=False, reason=unknown_classes_text(unknown, self.pipeline.class_names))
         return None
 
     # ----------------------------------------------------------------------------- worker

@@ -392,7 +392,43 @@ def declare_all(node) -> NodeParams:
     if values['min_depth'] >= values['max_depth']:
         raise StartupError(f"min_depth ({values['min_depth']}) must be below max_depth "
                            f"({values['max_depth']}); pass e.g. min_depth:=0.1 max_depth:=10.0")
-    return NodeParams.from_values(values)
+    params = NodeParams.from_values(values)
+    problem = camera_problem(params.cameras, params.camera_topics, params.use_depth)
+    if problem:
+        raise StartupError(problem)
+    return params
+
+
+def camera_problem(cameras: tuple[str, ...], camera_topics: tuple[str, ...], use_depth: bool) -> str | None:
+    """What is wrong with the ``cameras`` / ``camera_topics`` pair (one line saying what to pass),
+    or None: each camera a distinct relative ROS namespace, and the colour (+ depth and
+    camera_info with use_depth) topics, each a valid relative topic name under every camera."""
+    from rclpy.exceptions import InvalidTopicNameException
+    from rclpy.validate_topic_name import validate_topic_name
+    if not cameras:
+        return None
+    cameras = tuple(name.strip('/') for name in cameras)  # as the node uses them (a prefix each)
+    repeated = sorted({name for name in cameras if cameras.count(name) > 1})
+    if repeated:
+        return f'parameter cameras: {repeated} given more than once; pass each camera once'
+    wanted = 3 if use_depth else 1
+    if not wanted <= len(camera_topics) <= 3:
+        what = 'colour, depth and camera_info' if use_depth else 'colour (then depth, camera_info)'
+        return (f'parameter camera_topics: {len(camera_topics)} topic(s) {list(camera_topics)}; with '
+                f'cameras{" and use_depth" if use_depth else ""} pass the {what} topics, e.g. '
+                "camera_topics:=['color/image_raw','aligned_depth_to_color/image_raw','color/camera_info']")
+    for camera in cameras:
+        for topic in camera_topics[:wanted]:
+            name = f'{camera}/{topic}'
+            try:
+                if topic.startswith(('/', '~')):
+                    raise InvalidTopicNameException(name, 'must be relative', 0)
+                validate_topic_name(name)
+            except InvalidTopicNameException:
+                return (f'parameter cameras / camera_topics: {name!r} is not a valid relative topic name; '
+                        'use letters, digits and _ in names separated by / (no spaces, no leading / or ~ in '
+                        'camera_topics, no name starting with a digit)')
+    return None
 
 
 def help_rows(specs=PARAMETERS) -> list[tuple]:

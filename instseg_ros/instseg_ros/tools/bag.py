@@ -169,6 +169,7 @@ class BagJob:
     """One run: reader thread -> model (calling thread) -> writer thread, then the summary."""
 
     def __init__(self, args, params, reader, store, topics, pipeline):
+        from instseg_ros.core.classes import unknown_classes, unknown_classes_text
         from instseg_ros.core.geometry import DepthParams
         from instseg_ros.core.predictor import InferenceParams
         from instseg_ros.tools.bag_input import DepthOptions, FrameStream, Selection
@@ -176,9 +177,9 @@ class BagJob:
         self.args, self.params, self.reader, self.store = args, params, reader, store
         self.topics, self.pipeline = topics, pipeline
         names = list(pipeline.class_names)
-        unknown = [c for c in params.classes if c not in names]
+        unknown = unknown_classes(params.classes, names)
         if unknown:
-            raise UsageError(f'unknown class name(s) {unknown}; known: {", ".join(names[:20])}')
+            raise UsageError(unknown_classes_text(unknown, names))
         class_ids = tuple(names.index(c) for c in params.classes)
         self.inference = InferenceParams(
             score_threshold=params.score_threshold, nms_threshold=params.nms_threshold,
