@@ -65,20 +65,41 @@ def drop_legacy_keys(state_dict: StateDict, num_downsample: int = 2) -> StateDic
     return out
 
 
-def load_state_dict_file(path: str | os.PathLike) -> StateDict:
-    """Read a checkpoint onto the CPU (weights_only) and return its flat state dict (legacy keys dropped).
+def read_weights_file(path: str | os.PathLike) -> object:
+    """``torch.load(path, map_location='cpu', weights_only=True)`` with one-line errors: every
+    model family reads its files through this.
 
-    Raises CheckpointError naming the file when it is missing, truncated or not a checkpoint.
+    Raises CheckpointError naming the file when it is missing, truncated, not a PyTorch file, or
+    holds Python objects other than tensors and plain containers (refused, never unpickled).
     """
     path = str(path)
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt data (RuntimeError, EOFError, Unpickling...)
+        if 'weights_only' in str(exc):  # torch's text advises weights_only=False: never repeat that
+            raise CheckpointError(f'{path}: refused: the file holds Python objects other than tensors '
+                                  f'and plain containers ({_unpickler_detail(exc)}), which are never '
+                                  'unpickled; pass a checkpoint that holds a state dict') from None
         raise CheckpointError(f'{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch '
-                              f'weights file): {type(exc).__name__}: {_shorten(exc)}') from exc
-    return drop_legacy_keys(_unwrap(obj, path))
+                              f'weights file): {type(exc).__name__}: {_shorten(exc)}') from None
+
+
+def load_state_dict_file(path: str | os.PathLike) -> StateDict:
+    """Read a checkpoint onto the CPU (weights_only) and return its flat state dict (legacy keys dropped).
+
+    Raises CheckpointError naming the file when it is missing, truncated or not a checkpoint.
+    """
+    return drop_legacy_keys(_unwrap(read_weights_file(path), str(path)))
+
+
+def _unpickler_detail(exc: BaseException) -> str:
+    """What torch's weights-only unpickler refused ('Unsupported global: GLOBAL os.system'), without
+    the rest of torch's text."""
+    match = re.search(r'WeightsUnpickler error:\s*(.+?)(?:\n\n|Check the documentation|$)', str(exc), re.S)
+    detail = ' '.join(match.group(1).split()) if match else 'not a plain weights file'
+    return textwrap.shorten(detail, width=160, placeholder=' ...')
 
 
 def _shorten(exc: BaseException, width: int = 300) -> str:

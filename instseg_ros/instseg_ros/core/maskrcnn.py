@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from instseg_ros.core.checkpoint import (CheckpointError, PresetMismatchWarning, _mismatch_text,
-                                         _mismatches, _shorten)
+                                         _mismatches, _shorten, read_weights_file)
 from instseg_ros.core.classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections
 from instseg_ros.core.structures import Instances
@@ -130,13 +130,7 @@ def load_state_dict_file(path: str | os.PathLike) -> StateDict:
     """Flat state dict of a torchvision checkpoint (flat, or ``{'model': sd}`` as torchvision's
     training references write), read on the CPU with weights_only. Raises CheckpointError."""
     path = str(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f'{path}: checkpoint file not found')
-    try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # torch raises many types for corrupt data
-        raise CheckpointError(f'{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch '
-                              f'weights file): {type(exc).__name__}: {_shorten(exc)}') from exc
+    obj = read_weights_file(path)
     if isinstance(obj, dict) and isinstance(obj.get('model'), dict):
         obj = obj['model']
     if not isinstance(obj, dict) or not obj or not all(

@@ -65,11 +65,17 @@ def default_class_names(num_classes: int) -> tuple[str, ...]:
 
 
 def _class_names(class_names: ClassNames, num_classes: int) -> tuple[str, ...]:
+    """Names by 0-based label; ValueError when their count is not ``num_classes - 1``."""
     if class_names is None:
         return default_class_names(num_classes)
     if isinstance(class_names, (str, os.PathLike)):
-        return load_class_names(Path(class_names))
-    return tuple(str(n) for n in class_names)
+        names = load_class_names(Path(class_names))
+    else:
+        names = tuple(str(n) for n in class_names)
+    if len(names) != num_classes - 1:
+        raise ValueError(f'{len(names)} class names for a model with {num_classes - 1} classes; pass '
+                         f'a class_names_file with {num_classes - 1} names, one per line, in label order')
+    return names
 
 
 class Predictor:

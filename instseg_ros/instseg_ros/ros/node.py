@@ -36,8 +36,8 @@ from instseg_ros.ros.cli import node_help, wants_help
 from instseg_ros.ros.entry import spin_node
 from instseg_ros.ros.label_outputs import VISION_MSGS_MISSING
 from instseg_ros.ros.model_loading import StartupError, load_pipeline
-from instseg_ros.ros.params import (SPECS, NodeParams, declare_all, help_rows,
-                                    normalize_classes, validate_all)
+from instseg_ros.ros.params import (SPECS, NodeParams, check_unknown_parameters, declare_all,
+                                    help_rows, normalize_classes, validate_all)
 
 BAD_INPUT_LOG_PERIOD_S = 5.0
 #: a colour frame with depth waiting for the worker is not replaced by a newer one without depth
@@ -47,8 +47,11 @@ PREFER_PAIRED_MAX_HOLD_S = 0.3
 
 def declare_parameters(node: Node) -> NodeParams:
     """Declare every parameter of the table on ``node`` (params.declare_all: types converted,
-    ranges and choices checked, StartupError with one line otherwise)."""
-    return declare_all(node)
+    ranges and choices checked, StartupError with one line otherwise; a ``-p`` name that is not
+    a parameter is refused the same way)."""
+    params = declare_all(node)
+    check_unknown_parameters(node, sys.argv)
+    return params
 
 
 class YolactRuntime:

@@ -435,3 +435,41 @@ def help_rows(specs=PARAMETERS) -> list[tuple]:
     """(name, default, description, min, max) of every parameter of ``specs``, for ``--help``."""
     return [(s.name, s.default, s.description + (' Read-only.' if s.read_only else ''),
              s.min_value, s.max_value) for s in specs]
+
+
+def command_line_parameter_names(argv: list[str]) -> list[str]:
+    """Names given with ``-p name:=value`` / ``--param name:=value`` in the ``--ros-args`` parts of
+    ``argv`` (``-p node:name:=value`` gives ``name``)."""
+    names, in_ros_args = [], False
+    for flag, token in zip(argv, argv[1:]):
+        if flag == '--ros-args':
+            in_ros_args = True
+        elif flag == '--':
+            in_ros_args = False
+        elif in_ros_args and flag in ('-p', '--param') and ':=' in token:
+            names.append(token.split(':=', 1)[0].rsplit(':', 1)[-1])
+    return names
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    import difflib
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.75)
+    return f'{name} (did you mean {close[0]}?)' if close else name
+
+
+def check_unknown_parameters(node, argv: list[str], specs=PARAMETERS) -> None:
+    """A ``-p`` name that is not a parameter of ``node`` raises StartupError (a misspelling would
+    otherwise be ignored without a word); unknown names from a params file (often shared with
+    other nodes) get one warning. ``qos_overrides.*`` entries are declared later by the
+    publishers and are not checked."""
+    known = sorted({spec.name for spec in specs} | {'use_sim_time', 'start_type_description_service'})
+    given = set(command_line_parameter_names(argv))
+    overrides = set(getattr(node, '_parameter_overrides', {}) or {})
+    unknown = sorted(n for n in given | overrides if n not in known and not n.startswith('qos_overrides.'))
+    bad_flags = [n for n in unknown if n in given]
+    if bad_flags:
+        raise StartupError(f'-p {", ".join(_suggest(n, known) for n in bad_flags)}: not a parameter of '
+                           'this node; see --help for the parameters')
+    if unknown:
+        node.get_logger().warning('params file entries that are not parameters of this node (ignored): '
+                                  + ', '.join(_suggest(n, known) for n in unknown))

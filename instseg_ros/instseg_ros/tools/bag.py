@@ -8,9 +8,11 @@ source image's bag timestamp, with the source image's header; optionally ``overl
 Three threads overlap the work through bounded queues: the reader (bag I/O, depth pairing,
 decoding), the model (this, the main thread) and the writer (message packing, CDR, bag I/O).
 The output is written into a hidden sibling folder and moved into place once closed, so the output
-path never holds a bag without metadata; Ctrl-C closes what was done and says so.
+path never holds a bag without metadata; Ctrl-C (SIGINT) or SIGTERM (``kill``, ``timeout``, a
+container stop) closes what was done and says so.
 
-Exit codes: 0 done, 2 bad input or options (one line on stderr), 130 interrupted (bag kept).
+Exit codes: 0 done, 2 bad input or options (one line on stderr), 130 interrupted by SIGINT or
+SIGTERM (bag kept).
 """
 
 from __future__ import annotations
@@ -30,6 +32,18 @@ class UsageError(Exception):
     """A user-facing startup error: printed as one line, exit code 2."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that it ends the run exactly as Ctrl-C does."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
+
+
+def _interrupt_name(exc: KeyboardInterrupt) -> str:
+    return 'SIGTERM' if isinstance(exc, Terminated) else 'SIGINT'
+
+
 def build_parser() -> argparse.ArgumentParser:
     from instseg_ros.tools.bag_options import add_parameter_options
 
@@ -43,25 +57,34 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument('output', help='output bag folder (must not exist unless --overwrite)')
     io = parser.add_argument_group('topics and output')
     io.add_argument('--image-topic', default=None, help='colour topic, sensor_msgs/Image or '
-                    'CompressedImage (detected); default: the only image topic of the bag')
-    io.add_argument('--depth-topic', default=None, help='aligned depth (16UC1 mm / 32FC1 m); '
-                    'enables 3D instances')
+                    'CompressedImage (detected) (default: the only colour image topic of the bag; '
+                    'depth-encoded images are not colour)')
+    io.add_argument('--depth-topic', default=None, help='aligned depth (16UC1 mm / 32FC1 m) for '
+                    '3D instances (default: the only 16UC1 / 32FC1 Image topic of the bag, if any)')
+    io.add_argument('--no-depth', action='store_true',
+                    help='no 3D even when the bag has a depth topic (default: off)')
     io.add_argument('--camera-info-topic', default=None,
-                    help='CameraInfo for the depth; default: the only CameraInfo topic')
+                    help='CameraInfo for the depth (default: the only CameraInfo topic, else the '
+                         'one next to the depth topic, else next to the image topic)')
     io.add_argument('--output-ns', default='/yolact', help='namespace of the written topics (default: %(default)s)')
-    io.add_argument('--overlay', action='store_true', help='also write <ns>/overlay (bgr8)')
+    io.add_argument('--overlay', action='store_true',
+                    help='also write <ns>/overlay (bgr8) (default: off)')
     io.add_argument('--labels', action='store_true',
-                    help='also write <ns>/labels (16UC1 label image, 0 = background)')
+                    help='also write <ns>/labels (16UC1 label image, 0 = background) '
+                         '(default: off)')
     io.add_argument('--copy-inputs', action='store_true',
-                    help='copy every input topic (within --start/--end) into the output bag')
+                    help='copy every input topic (within --start/--end) into the output bag '
+                         '(default: off)')
     io.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
                     help='storage format of the output bag (default: %(default)s)')
-    io.add_argument('--overwrite', action='store_true', help='replace an existing output')
+    io.add_argument('--overwrite', action='store_true',
+                    help='replace an existing output (default: off)')
     run = parser.add_argument_group('selection and throughput')
     run.add_argument('--start', type=float, default=None,
-                     help='skip frames before this many seconds after the bag start')
+                     help='skip frames before this many seconds after the bag start '
+                          '(default: from the start)')
     run.add_argument('--end', type=float, default=None,
-                     help='stop at this many seconds after the bag start')
+                     help='stop at this many seconds after the bag start (default: to the end)')
     run.add_argument('--every', type=int, default=1, help='process every N-th colour frame (default: %(default)s)')
     run.add_argument('--batch-size', type=int, default=4, help='frames per forward pass (default: %(default)s)')
     run.add_argument('--queue-size', type=int, default=16,
@@ -70,11 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help='skip larger images (corrupt headers) (default: %(default)s)')
     run.add_argument('--progress', action=argparse.BooleanOptionalAction, default=None,
                      help='tqdm progress bar (default: when stderr is a terminal)')
-    run.add_argument('--summary-json', default=None, help='also write the summary to this file')
+    run.add_argument('--summary-json', default=None,
+                     help='also write the summary to this file (default: none)')
     params = parser.add_argument_group('parameters')
     params.add_argument('--params-file', default=None,
                         help="the node's params YAML (/**: ros__parameters: ... or node-name "
-                             'sections); options given here override it')
+                             "sections); options given here override it (default: none, the "
+                             "node's defaults)")
     params.add_argument('--node-name', default='yolact',
                         help='node-name section of --params-file to apply after /** '
                              '(default: %(default)s)')
@@ -109,15 +134,20 @@ class _Logger:
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Returns the exit code (0 done, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         return _run(args)
     except UsageError as exc:
         print(f'instseg-bag: error: {exc}', file=sys.stderr, flush=True)
         return 2
-    except KeyboardInterrupt:
-        print('instseg-bag: interrupted before any frame was written; no output created',
-              file=sys.stderr, flush=True)
+    except KeyboardInterrupt as exc:
+        print(f'instseg-bag: interrupted ({_interrupt_name(exc)}) before any frame was written; '
+              'no output created', file=sys.stderr, flush=True)
         return 130
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -139,13 +169,12 @@ def _run(args: argparse.Namespace) -> int:
         store = make_typestore()
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from None
-    reader = Reader(args.input)  # the path exists (checked)
+    reader = _open_reader(Reader, args.input)
     try:
-        reader.open()
-    except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds for a bad bag
-        raise UsageError(f'cannot open input bag {args.input!r}: {_one_line(exc)}') from None
-    try:
-        topics = select_topics(reader, args.image_topic, args.depth_topic, args.camera_info_topic)
+        topics = select_topics(reader, args.image_topic, args.depth_topic, args.camera_info_topic,
+                               store=store, auto_depth=not args.no_depth)
+        for note in topics.notes:
+            _Logger().info(note)
         try:
             pipeline = load_pipeline(params, _Logger())
         except StartupError as exc:
@@ -158,11 +187,34 @@ def _run(args: argparse.Namespace) -> int:
         reader.close()
 
 
+def _open_reader(reader_type, path: str):
+    """An open rosbags Reader of ``path`` (which exists).
+
+    Raises:
+        UsageError: not a bag: a folder without metadata.yaml (named, with the bag files it
+            holds), a corrupt metadata.yaml or bag file, an unreadable path.
+    """
+    folder = Path(path)
+    if folder.is_dir() and not (folder / 'metadata.yaml').is_file():
+        files = sorted(p.name for p in folder.iterdir() if p.suffix in ('.mcap', '.db3'))[:3]
+        hint = (f'; it holds {", ".join(files)}: pass one of those files' if files
+                else '; it holds no .mcap / .db3 file')
+        raise UsageError(f'input {path!r} is not a rosbag2 folder: no metadata.yaml{hint}')
+    try:
+        reader = reader_type(path)
+        reader.open()
+    except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds for a bad bag
+        raise UsageError(f'cannot open input bag {path!r}: {_one_line(exc)}') from None
+    return reader
+
+
 def _one_line(exc: BaseException) -> str:
     return ' '.join(str(exc).split()) or type(exc).__name__
 
 
 _DONE = object()
+#: per-frame problems (undecodable image, no depth) print one line per kind per this period
+PROBLEM_LOG_PERIOD_S = 5.0
 
 
 class BagJob:
@@ -172,6 +224,7 @@ class BagJob:
         from instseg_ros.core.classes import unknown_classes, unknown_classes_text
         from instseg_ros.core.geometry import DepthParams
         from instseg_ros.core.predictor import InferenceParams
+        from instseg_ros.core.throttle import KindThrottle
         from instseg_ros.tools.bag_input import DepthOptions, FrameStream, Selection
 
         self.args, self.params, self.reader, self.store = args, params, reader, store
@@ -209,6 +262,9 @@ class BagJob:
         self.class_counts: dict[str, int] = {}
         self.written = 0
         self.bar = None
+        self.throttle = KindThrottle(PROBLEM_LOG_PERIOD_S)
+        self.problem_counts: dict[str, int] = {}
+        self._problem_lock = threading.Lock()
 
     # ----------------------------------------------------------------------------- run
     def run(self) -> int:
@@ -218,33 +274,39 @@ class BagJob:
                              overwrite=self.args.overwrite)
         self.out_topics = self._output_topics()
         self.opened = threading.Event()
-        interrupted = False
+        interrupted: str | None = None  # the signal's name
         began = time.perf_counter()
         reader_thread = threading.Thread(target=self._reader_loop, name='bag_reader', daemon=True)
         writer_thread = threading.Thread(target=self._writer_loop, name='bag_writer', daemon=True)
         self.bar = self._progress()
+        previous: dict = {}
         try:
-            writer_thread.start()  # opens the output (sqlite3 wants one thread per connection)
-            self.opened.wait()
-            if not self.errors:
-                reader_thread.start()
-                self._model_loop()
-        except KeyboardInterrupt:
-            interrupted = True
+            try:
+                writer_thread.start()  # opens the output (sqlite3: one thread per connection)
+                self.opened.wait()
+                if not self.errors:
+                    reader_thread.start()
+                    self._model_loop()
+            except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM (Terminated)
+                interrupted = _interrupt_name(exc)
+            finally:
+                previous = _ignore_interrupts()  # let the bag close and the summary print
+                self._close(reader_thread, writer_thread, stop=bool(interrupted or self.errors))
+            return self._finish(interrupted, time.perf_counter() - began)
         finally:
-            previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the bag close
-            if interrupted or self.errors:
-                self.stop.set()
-            self._drain(self.frames_q)
-            if reader_thread.is_alive():
-                reader_thread.join(timeout=30)
-            self._put(self.write_q, _DONE, force=True)
-            writer_thread.join()  # closes the output
-            if self.bar is not None:
-                self.bar.close()
-            signal.signal(signal.SIGINT, previous)
-        wall_s = time.perf_counter() - began
-        return self._finish(interrupted, wall_s)
+            _restore_handlers(previous)
+
+    def _close(self, reader_thread, writer_thread, stop: bool) -> None:
+        """Stop the reader (when ``stop``), let the writer write what is queued and close."""
+        if stop:
+            self.stop.set()
+        self._drain(self.frames_q)
+        if reader_thread.is_alive():
+            reader_thread.join(timeout=30)
+        self._put(self.write_q, _DONE, force=True)
+        writer_thread.join()  # closes the output
+        if self.bar is not None:
+            self.bar.close()
 
     def _output_topics(self) -> dict[str, str]:
         from instseg_ros.tools.bag_types import IMAGE, INSTANCE_MASK_ARRAY
@@ -274,9 +336,19 @@ class BagJob:
             dynamic_ncols=True, smoothing=0.1)
 
     def _problem(self, kind: str, text: str) -> None:
+        """Report a per-frame problem: counted always, printed at most once per kind every
+        PROBLEM_LOG_PERIOD_S seconds (``kind`` is chosen by the code, never input text); the next
+        line that gets through says how many were suppressed, and the summary gives the totals."""
         from tqdm import tqdm
 
-        tqdm.write(f'[instseg-bag] {text}', file=sys.stderr)
+        with self._problem_lock:
+            self.problem_counts[kind] = self.problem_counts.get(kind, 0) + 1
+        suppressed = self.throttle.admit(kind)
+        if suppressed is None:
+            return
+        more = (f' ({suppressed} more like this in the last {PROBLEM_LOG_PERIOD_S:.0f} s)'
+                if suppressed else '')
+        tqdm.write(f'[instseg-bag] {text}{more}', file=sys.stderr)
 
     # ----------------------------------------------------------------------------- threads
     def _put(self, q: queue.Queue, item: Any, force: bool = False) -> bool:
@@ -398,7 +470,7 @@ class BagJob:
                 self.stop.set()
 
     # ----------------------------------------------------------------------------- summary
-    def _finish(self, interrupted: bool, wall_s: float) -> int:
+    def _finish(self, interrupted: str | None, wall_s: float) -> int:
         import numpy as np
 
         times = np.asarray(self.frame_ms, dtype=np.float64)
@@ -413,18 +485,41 @@ class BagJob:
                                   'p99': float(np.percentile(times, 99)) if times.size else None},
             'batch_size': self.args.batch_size, 'wall_s': wall_s,
             'frames_per_s': self.written / wall_s if wall_s > 0 else None,
-            'interrupted': interrupted,
+            'interrupted': bool(interrupted),
+            'problems': dict(sorted(self.problem_counts.items())),
             'errors': [f'{kind}: {_one_line(exc)}' for kind, exc in self.errors]}
         print(_summary_text(summary), flush=True)
         if self.args.summary_json:
             Path(self.args.summary_json).write_text(json.dumps(summary, indent=2) + '\n')
+        if self.problem_counts:
+            print(f'instseg-bag: {_problems_text(self.problem_counts)}', file=sys.stderr,
+                  flush=True)
         for kind, exc in self.errors:
             print(f'instseg-bag: error ({kind}): {_one_line(exc)}', file=sys.stderr, flush=True)
         if interrupted:
-            print(f'instseg-bag: interrupted: {self.written} frames written; {self.args.output} is '
-                  'a complete, closed bag', file=sys.stderr, flush=True)
+            print(f'instseg-bag: interrupted ({interrupted}): {self.written} frames written; '
+                  f'{self.args.output} is a complete, closed bag', file=sys.stderr, flush=True)
             return 130
         return 2 if self.errors else 0
+
+
+def _ignore_interrupts() -> dict:
+    """Ignore SIGINT and SIGTERM (main thread only); the previous handlers, to restore."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, signal.SIG_IGN) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+
+def _restore_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+def _problems_text(counts: dict[str, int]) -> str:
+    """'205 frame problems: image 200, depth 5 (lines per kind throttled to one every 5 s)'."""
+    per_kind = ', '.join(f'{kind} {count}' for kind, count in sorted(counts.items()))
+    return (f'{sum(counts.values())} frame problems: {per_kind} (lines per kind throttled to '
+            f'one every {PROBLEM_LOG_PERIOD_S:.0f} s)')
 
 
 def _summary_text(s: dict) -> str:

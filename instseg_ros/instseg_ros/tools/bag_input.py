@@ -17,12 +17,15 @@ import numpy as np
 from rosbags.rosbag2 import Reader
 
 from instseg_ros.core.geometry import CameraIntrinsics, depth_to_meters
-from instseg_ros.core.image_codec import compressed_to_bgr8, image_to_bgr8, image_to_numpy
+from instseg_ros.core.image_codec import (ImageTooLarge, compressed_to_bgr8, image_to_bgr8,
+                                          image_to_numpy)
 from instseg_ros.core.pipeline import DepthInput
 from instseg_ros.core.rgbd_sync import nearest_stamp, stamp_s
 from instseg_ros.tools.bag_types import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, stamp_ns
 
 IMAGE_TYPES = (IMAGE, COMPRESSED_IMAGE)
+#: Image encodings of depth (REP 118); such topics are never taken as the colour image
+DEPTH_ENCODINGS = ('16UC1', '32FC1')
 #: colour frames held back waiting for later depth (bounds memory when depth stops early)
 MAX_PENDING = 64
 #: depth images kept for pairing (the node keeps 30; offline the bag order is known, so more)
@@ -41,6 +44,7 @@ class Topics:
     image_type: str
     depth: list = field(default_factory=list)
     camera_info: list = field(default_factory=list)
+    notes: list = field(default_factory=list)  # what was chosen automatically, for the user
 
 
 @dataclass
@@ -66,9 +70,52 @@ def _topics_of(reader: Reader, types: tuple[str, ...]) -> list[str]:
     return sorted(t for t, info in reader.topics.items() if info.msgtype in types)
 
 
+def _first_message(reader: Reader, store, topic: str):
+    """The first message of ``topic`` deserialised, or None (no messages, or undecodable)."""
+    connections = reader.topics[topic].connections
+    try:
+        for conn, _, raw in reader.messages(connections):
+            return store.deserialize_cdr(raw, conn.msgtype)
+    except Exception:  # noqa: BLE001 - a corrupt first message: classified by name below
+        return None
+    return None
+
+
+def _looks_like_depth(reader: Reader, store, topic: str) -> bool:
+    """An Image topic carrying depth (first message 16UC1 / 32FC1, REP 118), or a CompressedImage
+    topic in compressedDepth format; by the topic name ('depth') when there is no readable message.
+    """
+    msg = _first_message(reader, store, topic) if store is not None else None
+    if msg is None:
+        return 'depth' in topic.lower()
+    if reader.topics[topic].msgtype == COMPRESSED_IMAGE:
+        return 'compresseddepth' in str(msg.format).lower()
+    return str(msg.encoding) in DEPTH_ENCODINGS
+
+
+def _pick_camera_info(infos: list[str], depth: str, image: str) -> str | None:
+    """The only CameraInfo topic, else the one next to the depth topic, else next to the image
+    (``/camera/depth/image_raw`` -> ``/camera/depth/camera_info``); None when still ambiguous."""
+    if len(infos) == 1:
+        return infos[0]
+    for topic in (depth, image):
+        stem = (topic[:-len('/compressed')] if topic.endswith('/compressed') else topic)
+        near = [i for i in infos if i.rsplit('/', 1)[0] == stem.rsplit('/', 1)[0]]
+        if len(near) == 1:
+            return near[0]
+    return None
+
+
 def select_topics(reader: Reader, image: str | None, depth: str | None,
-                  camera_info: str | None) -> Topics:
-    """Resolve and type-check the topics (image auto-chosen when the bag has exactly one).
+                  camera_info: str | None, *, store=None, auto_depth: bool = True) -> Topics:
+    """Resolve and type-check the topics.
+
+    Defaults (None): the image topic is the only colour image topic of the bag (depth-encoded
+    Image and compressedDepth topics are not colour); with ``auto_depth`` the depth topic is the
+    only depth-encoded (16UC1 / 32FC1) Image topic, paired with the CameraInfo topic found by
+    :func:`_pick_camera_info` (no or several candidates: no depth, said in ``Topics.notes``).
+    ``store`` (typestore) lets the first message of each image topic be read for its encoding;
+    without it, topic names decide ('depth').
 
     Raises:
         InputError: a topic is missing (the message lists the bag's topics of that kind), has an
@@ -77,10 +124,14 @@ def select_topics(reader: Reader, image: str | None, depth: str | None,
     topics = reader.topics
     images = [t for t in _topics_of(reader, IMAGE_TYPES) if t != depth]
     listing = ', '.join(f'{t} ({topics[t].msgtype.split("/")[-1]})' for t in images) or 'none'
+    depth_like = ({t for t in images if _looks_like_depth(reader, store, t)}
+                  if image is None or (depth is None and auto_depth) else set())
     if image is None:
-        if len(images) != 1:
-            raise InputError(f'give --image-topic: the bag has {len(images)} image topics: {listing}')
-        image = images[0]
+        colour = [t for t in images if t not in depth_like]
+        if len(colour) != 1:
+            raise InputError(f'give --image-topic: the bag has {len(colour)} colour image topics '
+                             f'(image topics: {listing})')
+        image = colour[0]
     if image not in topics:
         raise InputError(f'image topic {image!r} is not in the bag; its image topics: {listing}')
     image_type = topics[image].msgtype
@@ -88,24 +139,55 @@ def select_topics(reader: Reader, image: str | None, depth: str | None,
         raise InputError(f'image topic {image!r} has type {image_type}, expected '
                          f'sensor_msgs/msg/Image or CompressedImage; image topics: {listing}')
     result = Topics(image=topics[image].connections, image_type=image_type)
+    infos = _topics_of(reader, (CAMERA_INFO,))
     if depth is None:
+        if auto_depth:
+            _auto_depth(result, reader, image, sorted(depth_like - {image}), infos, camera_info)
         return result
     depths = ', '.join(t for t in _topics_of(reader, (IMAGE,)) if t != image) or 'none'
     if depth not in topics or topics[depth].msgtype != IMAGE:
         found = f'has type {topics[depth].msgtype}' if depth in topics else 'is not in the bag'
         raise InputError(f'depth topic {depth!r} {found}; sensor_msgs/msg/Image topics: {depths}')
-    infos = _topics_of(reader, (CAMERA_INFO,))
     if camera_info is None:
-        if len(infos) != 1:
+        camera_info = _pick_camera_info(infos, depth, image)
+        if camera_info is None:
             raise InputError(f'give --camera-info-topic: the bag has {len(infos)} CameraInfo '
                              f'topics: {", ".join(infos) or "none"}')
-        camera_info = infos[0]
-    if camera_info not in topics or topics[camera_info].msgtype != CAMERA_INFO:
-        raise InputError(f'camera_info topic {camera_info!r} is not a sensor_msgs/msg/CameraInfo '
-                         f'topic of the bag; CameraInfo topics: {", ".join(infos) or "none"}')
+    _check_camera_info(topics, camera_info, infos)
     result.depth = topics[depth].connections
     result.camera_info = topics[camera_info].connections
     return result
+
+
+def _check_camera_info(topics: dict, camera_info: str, infos: list[str]) -> None:
+    if camera_info not in topics or topics[camera_info].msgtype != CAMERA_INFO:
+        raise InputError(f'camera_info topic {camera_info!r} is not a sensor_msgs/msg/CameraInfo '
+                         f'topic of the bag; CameraInfo topics: {", ".join(infos) or "none"}')
+
+
+def _auto_depth(result: Topics, reader: Reader, image: str, candidates: list[str],
+                infos: list[str], camera_info: str | None) -> None:
+    """Fill ``result.depth`` / ``camera_info`` from the only depth Image topic, or add a note."""
+    topics = reader.topics
+    candidates = [t for t in candidates if topics[t].msgtype == IMAGE]
+    if not candidates:
+        return
+    if len(candidates) > 1:
+        result.notes.append(f'no 3D: {len(candidates)} depth topics ({", ".join(candidates)}); '
+                            'give --depth-topic')
+        return
+    depth = candidates[0]
+    if camera_info is None:
+        camera_info = _pick_camera_info(infos, depth, image)
+    else:
+        _check_camera_info(topics, camera_info, infos)
+    if camera_info is None:
+        result.notes.append(f'no 3D: depth topic {depth} but {len(infos)} CameraInfo topics '
+                            f'({", ".join(infos) or "none"}); give --camera-info-topic')
+        return
+    result.depth = topics[depth].connections
+    result.camera_info = topics[camera_info].connections
+    result.notes.append(f'3D from depth {depth} with {camera_info} (--no-depth: without 3D)')
 
 
 @dataclass
@@ -132,7 +214,9 @@ class FrameStream:
         reader: open rosbags Reader.  store: typestore for deserialisation.
         on_message: called with (connection, timestamp_ns, rawdata) for every message read in the
             range (for copying the input topics into the output bag).
-        on_problem: called with (kind, text) for a skipped frame ('image') or a frame without depth
+        on_problem: called with (kind, text) for a skipped frame ('image', 'image_too_large',
+            'image_message': undeserialisable), a skipped depth / camera_info message
+            ('depth_message', 'camera_info_message') or a frame without depth
             ('depth', 'camera_info').
         max_pixels: larger images are skipped (ImageTooLarge).
 
@@ -169,18 +253,33 @@ class FrameStream:
             if conn.id in image_ids:
                 self._seen += 1
                 if (self._seen - 1) % sel.every == 0:
-                    msg = self.store.deserialize_cdr(raw, conn.msgtype)
+                    msg = self._deserialize(conn, timestamp, raw, 'image_message')
+                    if msg is None:
+                        self.skipped += 1
+                        continue
                     self._pending.append((timestamp, msg))
             elif conn.id in depth_ids:
-                msg = self.store.deserialize_cdr(raw, conn.msgtype)
+                msg = self._deserialize(conn, timestamp, raw, 'depth_message')
+                if msg is None:
+                    continue
                 self._depth.append((stamp_s(msg.header), msg))
                 self._max_depth_ns = max(self._max_depth_ns, stamp_ns(msg.header))
             elif conn.id in info_ids:
-                self._camera_info = self.store.deserialize_cdr(raw, conn.msgtype)
+                msg = self._deserialize(conn, timestamp, raw, 'camera_info_message')
+                self._camera_info = self._camera_info if msg is None else msg
             else:
                 continue
             yield from self._release(final=False)
         yield from self._release(final=True)
+
+    def _deserialize(self, conn, timestamp: int, raw, kind: str):
+        """The message, or None after reporting ``kind`` (a truncated or corrupt CDR message)."""
+        try:
+            return self.store.deserialize_cdr(raw, conn.msgtype)
+        except Exception as exc:  # noqa: BLE001 - rosbags raises several kinds for bad bytes
+            self.on_problem(kind, f'message on {conn.topic} at {timestamp} ns skipped: cannot '
+                                  f'deserialize {conn.msgtype} ({type(exc).__name__})')
+            return None
 
     def _release(self, final: bool) -> Iterator[Frame]:
         slop_ns = int(round(self.depth_options.slop_s * 1e9))
@@ -203,7 +302,8 @@ class FrameStream:
                 image = image_to_bgr8(msg, self.max_pixels)
         except ValueError as exc:
             self.skipped += 1
-            self.on_problem('image', f'frame at {timestamp} ns skipped: {exc}')
+            kind = 'image_too_large' if isinstance(exc, ImageTooLarge) else 'image'
+            self.on_problem(kind, f'frame at {timestamp} ns skipped: {exc}')
             return None
         frame = Frame(index=self.selected, timestamp_ns=timestamp, header=msg.header,
                       image_bgr=image)

@@ -4,10 +4,14 @@ Topics: ``/camera/color/image_raw`` (sensor_msgs/Image bgr8) or
 ``/camera/color/image_raw/compressed`` (CompressedImage, jpeg or png), ``/camera/depth/image_raw``
 (16UC1 millimetres, aligned, same stamp) and ``/camera/color/camera_info``. Frame ``i`` has
 header stamp and bag timestamp ``t0 + i * period``.
+
+Command line: ``instseg-synth-bag OUTPUT`` (``python -m instseg_ros.tools.synth_bag``); ``--help``.
 """
 
 from __future__ import annotations
 
+import argparse
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -114,3 +118,46 @@ def _color_msg(store, header, scene: Scene, compressed: str | None, corrupt: boo
     msg = store.types[IMAGE](header=header, height=height, width=width, encoding='bgr8',
                              is_bigendian=0, step=width * 3, data=np.ascontiguousarray(data))
     return msg, None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog='instseg-synth-bag',
+        description=f'Write a rosbag2 of synthetic RGB-D frames: {COLOR_TOPIC} (bgr8 Image, or '
+                    f'CompressedImage on <topic>/compressed), {DEPTH_TOPIC} (16UC1 mm, aligned, '
+                    f'same stamp) and {INFO_TOPIC}.')
+    parser.add_argument('output', help='bag folder to create (must not exist)')
+    parser.add_argument('--frames', type=int, default=10, help='number of frames (default: %(default)s)')
+    parser.add_argument('--width', type=int, default=320, help='image width in pixels (default: %(default)s)')
+    parser.add_argument('--height', type=int, default=240, help='image height in pixels (default: %(default)s)')
+    parser.add_argument('--storage', choices=('mcap', 'sqlite3'), default='mcap',
+                        help='storage format (default: %(default)s)')
+    parser.add_argument('--compressed', choices=('jpeg', 'png'), default=None,
+                        help='write the colour as CompressedImage in this format (default: raw)')
+    parser.add_argument('--no-depth', dest='depth', action='store_false',
+                        help='no depth and camera_info topics (default: written)')
+    parser.add_argument('--period-ms', type=float, default=100.0, help='time between frames (default: %(default)s)')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: 0 written, 2 bad options or existing output (one line on stderr)."""
+    args = build_parser().parse_args(argv)
+    if args.frames < 1 or args.width < 8 or args.height < 8 or args.period_ms <= 0:
+        print('instseg-synth-bag: error: --frames >= 1, --width/--height >= 8, --period-ms > 0',
+              file=sys.stderr)
+        return 2
+    if Path(args.output).exists():
+        print(f'instseg-synth-bag: error: output {args.output!r} exists', file=sys.stderr)
+        return 2
+    bag = write_synth_bag(args.output, args.frames, storage=args.storage,
+                          compressed=args.compressed, camera=Camera(args.width, args.height),
+                          depth=args.depth, period_ns=int(round(args.period_ms * 1e6)))
+    topics = [bag.image_topic] + ([DEPTH_TOPIC, INFO_TOPIC] if args.depth else [])
+    print(f'instseg-synth-bag: {args.frames} frames -> {args.output} ({args.storage}): '
+          + ', '.join(topics))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -9,10 +9,12 @@ import shutil
 import sys
 import time
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-from launch_args import PARAMS_FILE, make_small_checkpoint, node_command, start, stop  # noqa: E402
+from launch_args import (PARAMS_FILE, make_small_checkpoint, node_command, start, stop,  # noqa: E402
+                         wait_for_text)
 
 from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS  # noqa: E402
 
@@ -103,3 +105,103 @@ def test_startup_warnings_are_ros_log_lines(tmp_path):
                for w in warnings), output
     assert 'RuntimeWarning' not in output and 'Traceback' not in output, output
     assert code == 0
+
+
+def _export_faults(tmp: pathlib.Path) -> dict:
+    """Faults of the parameters checked at runtime too, of exports and of the cameras (issue 21):
+    name -> (node_command kwargs, text the one error line must contain)."""
+    import json
+    import pickle
+
+    from instseg_ros.core.checkpoint import load_model
+    from instseg_ros.core.export import export_onnx
+    from instseg_ros.synth.scene import CLASS_NAMES
+    model, cfg = load_model(SHIPPED_WEIGHTS)
+    good = tmp / 'small.onnx'
+    export_onnx(model, cfg, good, CLASS_NAMES)
+    sidecar = json.loads(good.with_suffix('.json').read_text())
+    files = {'truncated': good.read_bytes()[:100_000], 'empty': b'',
+             'random': np.random.default_rng(0).bytes(50_000), 'mixed': good.read_bytes()}
+    for name, data in files.items():
+        (tmp / f'{name}.onnx').write_bytes(data)
+        other = dict(sidecar)
+        if name == 'mixed':  # another export's side-car: a 550 px input
+            other['input'] = {**sidecar['input'], 'shape': ['batch', 3, 550, 550]}
+        (tmp / f'{name}.json').write_text(json.dumps(other))
+    names3 = tmp / 'three.txt'
+    names3.write_text('ball\nbox\ntriangle\n')
+    evil = tmp / 'evil.pth'
+    evil.write_bytes(pickle.dumps({'x': _Evil()}))
+    onnx = {'weights': None, 'backend': 'onnxruntime'}
+    unreadable = 'not a loadable ONNX model (truncated, empty or another format?)'
+    faults = {
+        'classes': ({'parameters': {'classes': '[bal]'}},
+                    "parameter classes: unknown class name(s) ['bal']; known: ball, box"),
+        'few_names': ({'parameters': {'class_names_file': str(names3)}},
+                      '3 class names for a model with 5 classes'),
+        'misspelled_p': ({'params_file': str(PARAMS_FILE), 'parameters': {'score_treshold': 0.5}},
+                         '-p score_treshold (did you mean score_threshold?): not a parameter'),
+        'evil': ({'parameters': {'weights': str(evil)}}, 'refused: the file holds Python objects'),
+        'cache': ({'parameters': {'backend': 'onnxruntime'}}, 'cannot write the ONNX export cache'),
+        'cam_topics': ({'parameters': {'cameras': "['front']", 'camera_topics': "['image']",
+                                       'use_depth': True}},
+                       "parameter camera_topics: 1 topic(s) ['image']; with cameras and use_depth"),
+        'cam_space': ({'parameters': {'cameras': "['front cam']"}},
+                      "'front cam/color/image_raw' is not a valid relative topic name"),
+        'cam_twice': ({'parameters': {'cameras': "['front', 'rear', 'front']"}},
+                      "parameter cameras: ['front'] given more than once"),
+    }
+    for backend in ('onnxruntime', 'openvino'):
+        for name in ('truncated', 'empty', 'random'):
+            faults[f'{backend}_{name}'] = ({'parameters': {**onnx, 'backend': backend,
+                                                           'weights': str(tmp / f'{name}.onnx')}},
+                                           unreadable)
+        faults[f'{backend}_mixed'] = ({'parameters': {**onnx, 'backend': backend,
+                                                      'weights': str(tmp / 'mixed.onnx')}},
+                                      "the graph's 'image' is [None, 3, 320, 320] but its side-car "
+                                      "mixed.json says ['batch', 3, 550, 550]")
+    return faults
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ('unpickled',))
+
+
+def test_runtime_checks_exports_and_cameras_fail_at_startup_with_one_line(tmp_path):
+    """Issue 21 items 2, 3, 4 and 6: each of these used to start silently wrong or end in a
+    traceback (exit 1); now exit 2 and one line, never torch's weights_only=False advice."""
+    faults = _export_faults(tmp_path)
+    commands = {name: node_command(**kwargs) for name, (kwargs, _) in faults.items()}
+    # an export cache that cannot be created (a file stands where its folder would be)
+    blocker = tmp_path / 'blocker'
+    blocker.write_text('')
+    procs = {name: (start(cmd, tmp_path / f'{name}.log',
+                          env={'INSTSEG_CACHE_DIR': str(blocker / 'cache')}), tmp_path / f'{name}.log')
+             for name, cmd in commands.items()}
+    deadline = time.monotonic() + 180.0
+    while time.monotonic() < deadline and any(p.poll() is None for p, _ in procs.values()):
+        time.sleep(0.2)
+    for name, (proc, log) in procs.items():
+        code, output = stop(proc), log.read_text()
+        assert code == 2, f'{name}: exit {code}\n{output[-2000:]}'
+        assert 'Traceback' not in output and 'weights_only=False' not in output, f'{name}:\n{output}'
+        assert 'unpickled' not in output.replace('never unpickled', ''), f'{name}:\n{output}'
+        errors = [line for line in output.splitlines() if 'ERROR' in line]
+        assert len(errors) == 1, f'{name}:\n{output}'
+        assert faults[name][1] in errors[0], f'{name}: {errors[0]!r} lacks {faults[name][1]!r}'
+
+
+def test_unknown_params_file_entries_are_named_in_a_warning(tmp_path):
+    params = tmp_path / 'params.yaml'
+    params.write_text('yolact:\n  ros__parameters:\n    score_treshold: 0.4\n'
+                      '    qos_overrides./instances.publisher.depth: 3\n')
+    log = tmp_path / 'file.log'
+    proc = start(node_command(params_file=str(params)), log)
+    ready = wait_for_text(log, 'Ready: model yolact_small', proc, timeout_s=60.0)
+    code, output = stop(proc), log.read_text()
+    assert ready and code == 0, output
+    warnings = [line for line in output.splitlines() if '[WARN]' in line]
+    assert len(warnings) == 1, output
+    assert ('params file entries that are not parameters of this node (ignored): score_treshold '
+            '(did you mean score_threshold?)') in warnings[0]
