@@ -34,7 +34,9 @@ setup(
             'instseg-eval = instseg_ros.training.evaluate:main',
             'instseg-synth = instseg_ros.synth.dataset:main',
             'instseg-bag = instseg_ros.tools.bag:main',
+            'instseg-synth-bag = instseg_ros.tools.synth_bag:main',
             'instseg-export = instseg_ros.tools.export:main',
+            'instseg-echo = instseg_ros.ros.echo:main',
         ],
     },
 )

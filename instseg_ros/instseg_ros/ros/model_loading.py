@@ -115,6 +115,14 @@ def load_pipeline(params, logger) -> FramePipeline:
     The model family follows the preset (``yolact_*`` / ``maskrcnn_*``) or, with preset auto, the
     file name (``maskrcnn_*.pth`` is a torchvision Mask R-CNN, anything else YOLACT).
     """
+    if not params.weights and params.preset != 'auto':
+        try:
+            wanted = model_family(params.preset, 'weights.pth')
+        except CheckpointError as exc:
+            raise StartupError(one_line(exc)) from None
+        if wanted != 'yolact':
+            raise StartupError(f'preset {params.preset} needs its own weights file; pass weights:=<file> '
+                               '(the shipped demo model is a YOLACT)')
     path = resolve_weights(params.weights, logger)
     if params.num_threads > 0:
         torch.set_num_threads(params.num_threads)  # this process only (the node's own choice)

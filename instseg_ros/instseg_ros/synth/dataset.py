@@ -25,6 +25,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 
 from .scene import CLASS_NAMES, Camera, Scene, render_scene
+from instseg_ros.cli_help import DefaultsHelpFormatter
 
 
 def image_seed(dataset_seed: int, index: int) -> int:
@@ -129,7 +130,8 @@ def write_coco_dataset(out_dir: str | Path, num_images: int, seed: int,
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``instseg-synth --out DIR --num-images N --seed S [--width W --height H]``."""
-    parser = argparse.ArgumentParser(prog='instseg-synth', description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter, prog='instseg-synth', description=__doc__.splitlines()[0])
     parser.add_argument('--out', required=True, help='output directory')
     parser.add_argument('--num-images', type=int, required=True)
     parser.add_argument('--seed', type=int, default=0)

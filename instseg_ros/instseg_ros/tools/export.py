@@ -12,13 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 from typing import Sequence
+from instseg_ros.cli_help import DefaultsHelpFormatter
 
 __all__ = ['main']
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='instseg-export', description='Export a YOLACT / YOLACT++ checkpoint to ONNX (raw outputs; '
+        formatter_class=DefaultsHelpFormatter, prog='instseg-export', description='Export a YOLACT / YOLACT++ checkpoint to ONNX (raw outputs; '
         'post-processing is the consumer\'s, as in instseg_ros backends).')
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument('weights', nargs='?', help='checkpoint (.pth), official or instseg-train')

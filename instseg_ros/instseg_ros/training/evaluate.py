@@ -20,6 +20,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
+from instseg_ros.cli_help import DefaultsHelpFormatter
 
 METRIC_NAMES: tuple[str, ...] = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
 _IOU_TYPES: dict[str, str] = {'box': 'bbox', 'mask': 'segm'}
@@ -242,7 +243,8 @@ def predict_dataset(predict: Callable[[np.ndarray], object], json_path: str | Pa
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI: ``instseg-eval --data DIR_OR_JSON --weights FILE [--preset auto] [--device cpu]
     [--precision fp32] [--backend torch] [--score-threshold 0.05] [--out metrics.json] [--limit N]``."""
-    parser = argparse.ArgumentParser(prog='instseg-eval',
+    parser = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter, prog='instseg-eval',
                                      description='COCO box/mask AP of a checkpoint on a dataset')
     parser.add_argument('--data', required=True, help='dataset dir (with instances.json) or JSON')
     parser.add_argument('--weights', required=True, help='model checkpoint (YOLACT or a torchvision '

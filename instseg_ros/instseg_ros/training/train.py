@@ -41,6 +41,7 @@ from instseg_ros.core.config import ModelConfig, get_preset
 from instseg_ros.core.model.yolact import Yolact, init_weights_
 from instseg_ros.training.data import AugmentConfig, CocoInstanceDataset, make_loader
 from instseg_ros.training.losses import LossConfig, compute_losses
+from instseg_ros.cli_help import DefaultsHelpFormatter
 
 LOSS_NAMES = ('box', 'conf', 'mask', 'semantic', 'maskiou')
 
@@ -382,7 +383,8 @@ def fit(cfg: TrainConfig, callback: Callable[[int, dict[str, float]], None] | No
 def parse_args(argv: Sequence[str] | None = None) -> tuple[TrainConfig, bool]:
     """Command-line flags -> (TrainConfig, whether --deterministic was given)."""
     d = TrainConfig(data='')
-    p = argparse.ArgumentParser(prog='instseg-train', description='Train YOLACT on a COCO-format dataset.')
+    p = argparse.ArgumentParser(
+        formatter_class=DefaultsHelpFormatter, prog='instseg-train', description='Train YOLACT on a COCO-format dataset.')
     p.add_argument('--data', required=True, help='dataset folder with instances.json (or the json file)')
     p.add_argument('--image-dir', default=None, help='image folder if not next to the json')
     p.add_argument('--out', default=d.out, help='output folder for checkpoints and train_log.csv')

@@ -29,12 +29,18 @@ def in_fresh_shell(command: str, timeout_s: float = 120.0) -> subprocess.Complet
 
 def test_tools_run_by_name_after_sourcing_env():
     result = in_fresh_shell('instseg-synth --help; echo ===; instseg-train --help; echo ===; '
-                            'instseg-eval --help')
+                            'instseg-eval --help; echo ===; instseg-export --help; echo ===; '
+                            'instseg-echo --help')
     assert result.returncode == 0, result.stderr
-    synth, train, evaluate = result.stdout.split('===')
+    synth, train, evaluate, export, echo = (' '.join(part.split()) for part in result.stdout.split('==='))
     assert 'usage: instseg-synth' in synth and '--num-images' in synth
     assert 'usage: instseg-train' in train and '--preset' in train
     assert 'usage: instseg-eval' in evaluate and '--weights' in evaluate
+    # every default is shown (issue 21.7), also for options without a help text
+    assert '--width WIDTH (default: 640)' in synth and '--seed SEED (default: 0)' in synth
+    assert '--iterations ITERATIONS (default: 1000)' in train and '(default: yolact_small)' in train
+    assert '(default: ' in evaluate and '--preset PRESET preset of WEIGHTS (default: from the file)' in export
+    assert '--count COUNT messages to print, then exit (default: 3)' in echo
 
 
 def test_nodes_print_their_parameters_and_defaults():

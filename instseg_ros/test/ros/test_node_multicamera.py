@@ -111,3 +111,39 @@ def test_two_cameras_one_model(processes, make_node, spin_until):
     print(f'served {served}; mask IoU vs single-camera min {min(ious):.4f}, '
           f'{np.mean(np.equal(ious, 1.0)):.0%} identical')
     assert min(ious) >= 0.99
+
+
+def test_a_heavy_camera_slows_but_never_starves_another(tmp_path, make_node, spin_until):
+    """The fairness the node gives (README, "Several cameras"): every batch holds the newest
+    waiting frame of every camera, so cameras at the same rate get the same number of processed
+    frames even when one camera's frames (here 16 times the pixels) make each batch slow."""
+    from instseg_msgs.msg import InstanceMaskArray
+    cams = {'big': {'rate': 10.0, 'width': 1280, 'height': 960, 'seed': 31},
+            'small': {'rate': 10.0, 'width': 320, 'height': 240, 'seed': 32}}
+    procs = [start(node_command(module='instseg_ros.ros.synthetic_camera',
+                                node_name='synthetic_camera', namespace=f'/fair_{name}',
+                                parameters={**cfg, 'pool_size': 1}), tmp_path / f'{name}.log')
+             for name, cfg in cams.items()]
+    remaps = {f'{name}/color/image_raw': f'/fair_{name}/color/image_raw' for name in cams}
+    log = tmp_path / 'yolact.log'
+    node_proc = start(node_command(params_file=PARAMS_FILE, namespace='/fair',
+                                   parameters={'cameras': '[big, small]'}, remaps=remaps), log)
+    try:
+        node = make_node('fairness_client')
+        results = {name: [] for name in cams}
+        for name in cams:
+            node.create_subscription(InstanceMaskArray, f'/fair/{name}/instances',
+                                     results[name].append, 50)
+        assert spin_until(node, lambda: all(results.values()) or node_proc.poll() is not None,
+                          timeout_s=120), log.read_text()[-3000:]
+        before = {name: len(r) for name, r in results.items()}
+        spin_until(node, lambda: node_proc.poll() is not None, timeout_s=10.0)
+        assert node_proc.poll() is None, log.read_text()[-3000:]
+        served = {name: len(r) - before[name] for name, r in results.items()}
+        print(f'served in 10 s at 10 Hz each: {served}')
+        assert served['big'] >= 3, served
+        assert abs(served['small'] - served['big']) <= max(2, 0.15 * served['big']), served
+    finally:
+        assert stop(node_proc) == 0, log.read_text()[-3000:]
+        for proc in procs:
+            stop(proc)

@@ -148,6 +148,8 @@ def _export_faults(tmp: pathlib.Path) -> dict:
                        "parameter camera_topics: 1 topic(s) ['image']; with cameras and use_depth"),
         'cam_space': ({'parameters': {'cameras': "['front cam']"}},
                       "'front cam/color/image_raw' is not a valid relative topic name"),
+        'maskrcnn_no_weights': ({'parameters': {'preset': 'maskrcnn_resnet50_fpn_v2'}},
+                                'preset maskrcnn_resnet50_fpn_v2 needs its own weights file'),
         'cam_twice': ({'parameters': {'cameras': "['front', 'rear', 'front']"}},
                       "parameter cameras: ['front'] given more than once"),
     }
