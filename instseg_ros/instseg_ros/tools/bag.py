@@ -45,10 +45,11 @@ def _interrupt_name(exc: KeyboardInterrupt) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from instseg_ros.cli_help import DefaultsHelpFormatter
     from instseg_ros.tools.bag_options import add_parameter_options
 
     parser = argparse.ArgumentParser(
-        prog='instseg-bag',
+        prog='instseg-bag', formatter_class=DefaultsHelpFormatter,
         description='Segment every colour frame of a rosbag2 (mcap or sqlite3) with the yolact '
                     "node's model and parameters and write the results to a new bag. No ROS "
                     'install needed.')

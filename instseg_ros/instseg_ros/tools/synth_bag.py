@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer
 
+from instseg_ros.cli_help import DefaultsHelpFormatter
 from instseg_ros.synth.scene import Camera, Scene, render_scene
 from instseg_ros.tools.bag_types import CAMERA_INFO, COMPRESSED_IMAGE, IMAGE, make_typestore
 
@@ -122,7 +123,7 @@ def _color_msg(store, header, scene: Scene, compressed: str | None, corrupt: boo
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog='instseg-synth-bag',
+        prog='instseg-synth-bag', formatter_class=DefaultsHelpFormatter,
         description=f'Write a rosbag2 of synthetic RGB-D frames: {COLOR_TOPIC} (bgr8 Image, or '
                     f'CompressedImage on <topic>/compressed), {DEPTH_TOPIC} (16UC1 mm, aligned, '
                     f'same stamp) and {INFO_TOPIC}.')

@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -29,8 +28,9 @@ from instseg_ros.core.encoding import paste_roi
 from instseg_ros.core.geometry import CameraIntrinsics, DepthParams, depth_to_meters
 from instseg_ros.core.pipeline import DepthInput
 from instseg_ros.core.predictor import InferenceParams
-from instseg_ros.tools.bag_types import INSTANCE_MASK_ARRAY, make_typestore
-from instseg_ros.tools.synth_bag import DEPTH_TOPIC, write_synth_bag
+from instseg_ros.synth.scene import Camera, render_scene
+from instseg_ros.tools.bag_types import IMAGE, INSTANCE_MASK_ARRAY, make_typestore
+from instseg_ros.tools.synth_bag import COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC, write_synth_bag
 
 PACKAGE_ROOT = Path(instseg_ros.__file__).resolve().parents[1]
 INSTANCES = '/yolact/instances'
@@ -181,10 +181,13 @@ def test_rclpy_deserializes_to_equal_messages(tmp_path, store):
                 assert (pa.x, pa.y, pa.z) == (pb.x, pb.y, pb.z)
 
 
-def test_sigint_leaves_closed_bag_with_frames_done(tmp_path, store):
-    """SIGINT mid-run: exit 130, the message says so, and the output bag opens with the frames done
-    so far (the first k input frames, in order)."""
-    bag = write_synth_bag(tmp_path / 'in', 60, seeds=[0, 1], depth=False)
+@pytest.mark.parametrize('sig', [signal.SIGINT, signal.SIGTERM], ids=['SIGINT', 'SIGTERM'])
+def test_signal_leaves_closed_bag_with_frames_done(tmp_path, store, sig):
+    """SIGINT (Ctrl-C) or SIGTERM (kill, timeout, container stop) mid-run: exit 130, the message
+    names the signal, the output bag is at its final path and opens with the frames done so far (the
+    first k input frames, in order), and no hidden partial folder is left."""
+    bag = write_synth_bag(tmp_path / 'in', 200, seeds=[0, 1], depth=False,
+                          camera=Camera(160, 120))
     env = dict(os.environ, PYTHONPATH=f'{PACKAGE_ROOT}{os.pathsep}{os.environ.get("PYTHONPATH", "")}')
     proc = subprocess.Popen([sys.executable, '-m', 'instseg_ros.tools.bag', str(tmp_path / 'in'),
                              str(tmp_path / 'out'), '--batch-size', '1', '--device', 'cpu',
@@ -196,55 +199,188 @@ def test_sigint_leaves_closed_bag_with_frames_done(tmp_path, store):
     def watch():
         for chunk in iter(lambda: proc.stderr.read(1), ''):
             seen.append(chunk)
-            if len(seen) % 16 == 0 and re.search(r'\b([3-9]|\d\d)/60\b', ''.join(seen[-400:])):
+            if len(seen) % 16 == 0 and re.search(r'\b([3-9]|\d\d)/200\b', ''.join(seen[-400:])):
                 progressed.set()
-    threading.Thread(target=watch, daemon=True).start()
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
     try:
         assert progressed.wait(120), ''.join(seen)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
-    time.sleep(0.2)
+    watcher.join(5)
     err = ''.join(seen)
     assert proc.returncode == 130, err
-    assert 'interrupted' in err and 'complete, closed bag' in err and 'Traceback' not in err
+    name = 'SIGINT' if sig == signal.SIGINT else 'SIGTERM'
+    assert f'interrupted ({name})' in err and 'complete, closed bag' in err, err
+    assert 'Traceback' not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ['in', 'out']  # no hidden partial
     written = read_instances(tmp_path / 'out', store)
-    assert 3 <= len(written) < 60
+    assert 3 <= len(written) < 200
     assert [t for t, _, _ in written] == bag.timestamps_ns[:len(written)]
     assert f'{len(written)} frames written' in err
+    assert f'instseg-bag: {len(written)} frames -> ' in proc.stdout.read()
 
 
-def test_bad_input_exits_2_with_one_line(tmp_path):
-    write_synth_bag(tmp_path / 'in', 1)
+def write_image_bag(path: Path, store, messages) -> None:
+    """A bag of sensor_msgs/Image messages: ``messages`` is [(topic, timestamp_ns, Image or raw
+    CDR bytes)], one connection per topic."""
+    from rosbags.rosbag2 import Writer
+
+    with Writer(path, version=Writer.VERSION_LATEST) as writer:
+        conns = {}
+        for topic, t_ns, msg in messages:
+            if topic not in conns:
+                conns[topic] = writer.add_connection(topic, IMAGE, typestore=store)
+            raw = msg if isinstance(msg, bytes) else store.serialize_cdr(msg, IMAGE)
+            writer.write(conns[topic], t_ns, raw)
+
+
+def image_msg(store, t_ns: int, image=None, *, encoding='bgr8', height=None, width=None,
+              data=None):
+    """A sensor_msgs/Image (rosbags) of ``image`` (uint8 HxWx3), fields overridable."""
+    types = store.types
+    header = types['std_msgs/msg/Header'](
+        stamp=types['builtin_interfaces/msg/Time'](sec=t_ns // 10**9, nanosec=t_ns % 10**9),
+        frame_id='cam')
+    h, w = image.shape[:2] if image is not None else (0, 0)
+    height, width = h if height is None else height, w if width is None else width
+    if data is None:
+        data = np.zeros(0, np.uint8) if image is None else np.ascontiguousarray(image).reshape(-1)
+    return types[IMAGE](header=header, height=height, width=width, encoding=encoding,
+                        is_bigendian=0, step=width * 3, data=np.asarray(data, np.uint8))
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path, store, capsys):
+    """Topics or options that do not fit the bag: one line on stderr, exit 2, no output (run in
+    this process: main() is the console script's entry point)."""
+    from instseg_ros.tools.bag import main
+
+    write_synth_bag(tmp_path / 'in', 1, camera=Camera(160, 120))
+    image = render_scene(0, Camera(160, 120)).image_bgr
+    write_image_bag(tmp_path / 'two', store, [
+        (topic, 1, image_msg(store, 1, image)) for topic in ('/left/image', '/right/image')])
     (tmp_path / 'exists').mkdir()
-    corrupt = tmp_path / 'corrupt'
-    corrupt.mkdir()
-    (corrupt / 'metadata.yaml').write_text('rosbag2_bagfile_information: [not, a, bag\n')
-    garbage = tmp_path / 'garbage.mcap'
-    garbage.write_bytes(b'\x00' * 100)
     cases = [
-        ((tmp_path / 'missing', tmp_path / 'o1'), 'does not exist'),
-        ((corrupt, tmp_path / 'o2'), 'cannot open input bag'),
-        ((garbage, tmp_path / 'o3'), 'cannot open input bag'),
         ((tmp_path / 'in', tmp_path / 'o4', '--image-topic', '/nope'),
          "image topics: /camera/color/image_raw (Image), /camera/depth/image_raw (Image)"),
         ((tmp_path / 'in', tmp_path / 'o5', '--image-topic', '/camera/color/camera_info'),
          'has type sensor_msgs/msg/CameraInfo'),
         ((tmp_path / 'in', tmp_path / 'exists'), 'exists: pass --overwrite'),
-        ((tmp_path / 'in', tmp_path / 'o6'), 'give --image-topic'),
+        ((tmp_path / 'two', tmp_path / 'o6'),
+         'give --image-topic: the bag has 2 colour image topics (image topics: /left/image '
+         '(Image), /right/image (Image))'),
         ((tmp_path / 'in', tmp_path / 'o7', '--image-topic', '/camera/color/image_raw',
           '--depth-topic', '/camera/color/camera_info'), "depth topic '/camera/color/camera_info' has type"),
-        ((tmp_path / 'in', tmp_path / 'o8', '--classes', 'giraffe',
-          '--image-topic', '/camera/color/image_raw'), "unknown class name(s) ['giraffe']"),
+        ((tmp_path / 'in', tmp_path / 'o8', '--classes', 'giraffe'),
+         "unknown class name(s) ['giraffe']"),
+        ((tmp_path / 'in', tmp_path / 'o9', '--camera-info-topic', '/nope'),
+         "camera_info topic '/nope' is not a sensor_msgs/msg/CameraInfo topic of the bag; "
+         'CameraInfo topics: /camera/color/camera_info'),
     ]
     for args, expected in cases:
-        proc = run_tool(*args, '--device', 'cpu')
-        lines = proc.stderr.strip().splitlines()
-        assert proc.returncode == 2, (args, proc.stderr)
+        capsys.readouterr()
+        code = main([*map(str, args), '--device', 'cpu'])
+        err = capsys.readouterr().err
+        lines = err.strip().splitlines()
+        assert code == 2, (args, err)
         assert lines[-1].startswith('instseg-bag: error: ') and expected in lines[-1], (args, lines)
-        assert 'Traceback' not in proc.stderr, args
         assert not any(p.name.startswith('o') for p in tmp_path.iterdir()), args
         assert not list(tmp_path.glob('.*partial')), args
     assert list((tmp_path / 'exists').iterdir()) == []
+
+
+def test_not_a_bag_exits_2_with_one_line(tmp_path, capsys):
+    """Inputs that are not a bag (missing, an empty folder, a folder without metadata.yaml, a
+    corrupt metadata.yaml, a garbage .mcap): exactly one line on stderr, exit 2, no output."""
+    from instseg_ros.tools.bag import main
+
+    (tmp_path / 'empty').mkdir()
+    (tmp_path / 'notes').mkdir()
+    (tmp_path / 'notes' / 'readme.txt').write_text('not a bag')
+    (tmp_path / 'unindexed').mkdir()
+    (tmp_path / 'unindexed' / 'run_0.mcap').write_bytes(b'\x00' * 16)
+    corrupt = tmp_path / 'corrupt'
+    corrupt.mkdir()
+    (corrupt / 'metadata.yaml').write_text('rosbag2_bagfile_information: [not, a, bag\n')
+    (tmp_path / 'garbage.mcap').write_bytes(b'\x00' * 100)
+    cases = [
+        ('missing', f"input bag '{tmp_path / 'missing'}' does not exist"),
+        ('empty', f"input '{tmp_path / 'empty'}' is not a rosbag2 folder: no metadata.yaml; "
+                  'it holds no .mcap / .db3 file'),
+        ('notes', f"input '{tmp_path / 'notes'}' is not a rosbag2 folder: no metadata.yaml; "
+                  'it holds no .mcap / .db3 file'),
+        ('unindexed', f"input '{tmp_path / 'unindexed'}' is not a rosbag2 folder: no "
+                      'metadata.yaml; it holds run_0.mcap: pass one of those files'),
+        ('corrupt', f"cannot open input bag '{corrupt}': "),
+        ('garbage.mcap', f"cannot open input bag '{tmp_path / 'garbage.mcap'}': "),
+    ]
+    for name, expected in cases:
+        capsys.readouterr()
+        code = main([str(tmp_path / name), str(tmp_path / 'out'), '--device', 'cpu'])
+        err = capsys.readouterr().err
+        assert code == 2, (name, err)
+        assert err.count('\n') == 1 and err.startswith('instseg-bag: error: ' + expected), (
+            name, err)
+        assert sorted(p.name for p in tmp_path.iterdir()) == [
+            'corrupt', 'empty', 'garbage.mcap', 'notes', 'unindexed'], name
+
+
+def test_bad_frames_are_throttled_and_counted(tmp_path, store):
+    """200 bad frames of several kinds (unsupported encoding, data shorter than its size, zero size,
+    an absurd size, a truncated message) between 2 good ones: a few problem lines (one per kind of
+    problem per 5 s), the good frames written, and the counts at the end."""
+    image = render_scene(0, Camera(160, 120)).image_bgr
+    messages = [('/cam/image', 0, image_msg(store, 0, image))]
+    good_raw = bytes(store.serialize_cdr(image_msg(store, 1, image), IMAGE))
+    for i in range(1, 201):
+        t = i * 1000
+        bad = [image_msg(store, t, image, encoding=f'weird{i}'),       # unsupported encoding
+               image_msg(store, t, image, data=image.reshape(-1)[:100 + i]),  # truncated data
+               image_msg(store, t, None, width=0, height=0),           # zero size
+               image_msg(store, t, None, width=50000 + i, height=50000),  # too large
+               good_raw[:40 + i % 20]][i % 5]                          # truncated message
+        messages.append(('/cam/image', t, bad))
+    messages.append(('/cam/image', 201_000, image_msg(store, 201_000, image)))
+    write_image_bag(tmp_path / 'in', store, messages)
+
+    proc = run_tool(tmp_path / 'in', tmp_path / 'out', '--device', 'cpu')
+    assert proc.returncode == 0, proc.stderr
+    assert 'Traceback' not in proc.stderr
+    problem_lines = [line for line in proc.stderr.splitlines() if 'skipped' in line]
+    # one line per kind: image (encoding, truncated data, zero size), image_too_large,
+    # image_message; a run longer than 5 s may let a second line of a kind through
+    assert 3 <= len(problem_lines) <= 6, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1] == (
+        'instseg-bag: 200 frame problems: image 120, image_message 40, image_too_large 40 '
+        '(lines per kind throttled to one every 5 s)')
+    assert 'instseg-bag: 2 frames -> ' in proc.stdout
+    assert '200 skipped (undecodable)' in proc.stdout
+    assert len(read_instances(tmp_path / 'out', store)) == 2
+
+
+def test_defaults_on_the_projects_rgbd_bag(tmp_path, store, pipeline):
+    """instseg-synth-bag with its defaults (3 small frames) then instseg-bag with its defaults:
+    the colour topic is found among the two Image topics, the depth and camera_info are used, every
+    frame is written, and the instances equal the pipeline's with 3D."""
+    from instseg_ros.tools.synth_bag import main as synth_bag_main  # instseg-synth-bag
+
+    assert synth_bag_main([str(tmp_path / 'in'), '--frames', '3', '--width', '160',
+                           '--height', '120']) == 0
+    with Reader(tmp_path / 'in') as reader:
+        assert sorted(reader.topics) == sorted([COLOR_TOPIC, DEPTH_TOPIC, INFO_TOPIC])
+        timestamps = [t for _, t, _ in reader.messages(
+            [c for c in reader.connections if c.topic == COLOR_TOPIC])]
+
+    proc = run_tool(tmp_path / 'in', tmp_path / 'out', '--device', 'cpu')
+    assert proc.returncode == 0, proc.stderr
+    assert f'3D from depth {DEPTH_TOPIC} with {INFO_TOPIC}' in proc.stderr
+    assert 'instseg-bag: 3 frames -> ' in proc.stdout and '0 without depth' in proc.stdout
+    written = read_instances(tmp_path / 'out', store)
+    assert [t for t, _, _ in written] == timestamps and len(timestamps) == 3
+    for index, (_, _, msg) in enumerate(written):
+        scene = render_scene(index, Camera(160, 120))
+        assert_matches(msg, reference(pipeline, scene, scene.image_bgr), pipeline.class_names)
+        assert all(inst.has_position and 0.3 < inst.position.z < 5.0 for inst in msg.instances)
