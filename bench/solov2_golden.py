@@ -6,7 +6,8 @@ Per preset: the seeded weights of test/core/solov2_weights.py (made by OUR model
 are loaded strictly into mmdet's SOLOv2; mmdet's test pipeline runs with its Resize scale set to
 GOLDEN_SCALE on a small synthetic scene. Stored: the normalised input's and raw head outputs'
 summaries (sum, mean |x|, 16 samples at fixed flat indices) and mmdet's final detections (scores,
-labels, mask2bbox boxes, mask areas, the first masks bit-packed).
+labels, mask2bbox boxes, mask areas, the first masks bit-packed). Also writes mmdet's state-dict
+layouts (key -> shape) to test/data/state_dicts/solov2_state_dict_<preset>.json.
 """
 
 from __future__ import annotations
@@ -34,8 +35,15 @@ from instseg_ros.synth.scene import Camera, render_scene  # noqa: E402
 
 GOLDEN_SCALE = (160, 96)
 IMAGE_SEED, IMAGE_HW = 11, (90, 120)
-PACKED_MASKS = 8
+PACKED_MASKS = 5
 OUT = ROOT / 'test' / 'data' / 'solov2_golden.json'
+LAYOUTS = ROOT / 'test' / 'data' / 'state_dicts'
+
+
+def write_layout(preset: str, model) -> None:
+    """mmdet's state-dict key -> shape map (its order) as test/data/state_dicts/solov2_state_dict_<preset>.json."""
+    rows = [json.dumps([k, list(v.shape)]) for k, v in model.state_dict().items()]
+    (LAYOUTS / f'solov2_state_dict_{preset}.json').write_text('[\n' + ',\n'.join(rows) + '\n]\n')
 
 
 def summary(tensor: torch.Tensor) -> dict:
@@ -61,6 +69,7 @@ def mmdet_raw(model, cfg, image: np.ndarray) -> dict:
 
 def golden_for(preset: str, image: np.ndarray) -> dict:
     model, cfg = R.build_detector(CONFIGS[preset][0])
+    write_layout(preset, model)
     for step in cfg.test_dataloader.dataset.pipeline:
         if step['type'] == 'Resize':
             step['scale'] = GOLDEN_SCALE

@@ -29,7 +29,8 @@ def _fill(key: str, shape: torch.Size, gen: torch.Generator) -> torch.Tensor:
         return 1.0 + 0.5 * torch.rand(shape, generator=gen)
     if key == 'mask_head.conv_cls.bias':
         bias = torch.full(shape, -12.0)
-        bias[:DETECTING_CLASSES] = -3.5 + 0.3 * randn(DETECTING_CLASSES)
+        count = min(DETECTING_CLASSES, shape[0])
+        bias[:count] = -4.5 + 0.3 * randn(count)
         return bias
     if key == 'mask_head.conv_cls.weight':
         return 0.05 * randn(shape)
@@ -52,6 +53,7 @@ def seeded_state_dict(cfg: SoloV2Config, seed: int = 0) -> dict[str, torch.Tenso
 
 def seeded_model(cfg: SoloV2Config, seed: int = 0) -> SoloV2:
     """``SoloV2(cfg)`` in eval mode with :func:`seeded_state_dict` loaded strictly."""
-    model = SoloV2(cfg)
-    model.load_state_dict(seeded_state_dict(cfg, seed), strict=True)
+    with torch.device('meta'):
+        model = SoloV2(cfg)
+    model.load_state_dict(seeded_state_dict(cfg, seed), strict=True, assign=True)
     return model.eval()

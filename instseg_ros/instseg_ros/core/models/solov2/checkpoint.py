@@ -56,6 +56,21 @@ def expected_shapes(cfg: SoloV2Config) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
+def _read_error(path: str, exc: BaseException) -> str:
+    """One line for a failed weights-only read (torch's own advice left out)."""
+    text = ' '.join(str(exc).split())
+    found = re.search(r'Unsupported global: GLOBAL ([\w.]+)', text)
+    if found and found.group(1).startswith('mmengine'):
+        return (f'{path}: an mmengine training-run checkpoint (its message_hub/optimizer pickle '
+                f"{found.group(1)}, not plain weights); strip it with mmdetection's "
+                'tools/model_converters/publish_model.py first')
+    if found or 'Weights only load failed' in text:
+        what = f'it pickles {found.group(1)}' if found else 'it pickles non-tensor objects'
+        return f'{path}: not a plain weights file ({what}); use a checkpoint as mmdetection publishes them'
+    return (f'{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch weights file): '
+            f'{type(exc).__name__}: {_shorten(exc, 160)}')
+
+
 def _read(path: str) -> tuple[StateDict, dict]:
     """(state dict, meta) of an mmdet file; training-run extras (optimizer, message_hub) dropped."""
     if not os.path.isfile(path):
@@ -63,13 +78,7 @@ def _read(path: str) -> tuple[StateDict, dict]:
     try:
         obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # truncated zip, pickle of non-tensor objects, ...
-        text = _shorten(exc, 160)
-        if 'mmengine' in text or 'HistoryBuffer' in text:
-            raise CheckpointError(f'{path}: an mmengine training-run checkpoint (message_hub/optimizer '
-                                  "objects are not plain weights); strip it with mmdetection's "
-                                  'tools/model_converters/publish_model.py first') from exc
-        raise CheckpointError(f'{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch '
-                              f'weights file): {type(exc).__name__}: {text}') from exc
+        raise CheckpointError(_read_error(path, exc)) from exc
     if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
         meta = obj.get('meta') if isinstance(obj.get('meta'), dict) else {}
         obj = obj['state_dict']
