@@ -3,7 +3,7 @@
 
 For each preset: mmdet's detector from its config, filled with deterministic synthetic weights
 (``testing.calibrated_state_dict``: seeded random tensors, BatchNorm statistics measured on the
-parity images, class biases set so that there are detections), saved as
+parity images, class biases shifted so that every image has detections), saved as
 mmdet publishes checkpoints, loaded by our builder; both run on synthetic scenes of several
 sizes. A reference detection counts as matched when one of ours has the same class, a score
 within 1e-4 and every box coordinate within 0.5 px; matched pairs report their mask IoU. Passing:
@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parent / 'instseg_ros'))
 
 import mmdet_reference as reference  # noqa: E402
 
-IMAGE_SIZES_HW = ((480, 640), (720, 1280), (375, 500))
+IMAGE_SIZES_HW = ((480, 640), (720, 1280), (375, 500), (401, 300))  # the last: portrait, w/h scales differ
 SCORE_TOL, BOX_TOL_PX, MASK_IOU_MIN, MASK_SHARE_MIN = 1e-4, 0.5, 0.99, 0.99
 
 
@@ -56,10 +56,11 @@ def _rtmdet_weights(preset: str, seed: int, images_bgr) -> dict:
     """Synthetic weights whose BatchNorm statistics are measured on the parity images."""
     from instseg_ros.core.models.rtmdet import get_config
     from instseg_ros.core.models.rtmdet.postprocess import preprocess
-    from instseg_ros.core.models.rtmdet.testing import calibrated_state_dict
+    from instseg_ros.core.models.rtmdet.testing import calibrated_state_dict, shift_class_biases
     cfg = get_config(preset)
     batch, _ = preprocess(images_bgr, cfg, torch.device('cpu'))
-    return calibrated_state_dict(cfg, seed, cls_bias=-7.0, images=batch)
+    return shift_class_biases(calibrated_state_dict(cfg, seed, cls_bias=-7.0, images=batch), cfg, batch,
+                              candidates=40)
 
 
 def _rtmdet_family() -> Family:

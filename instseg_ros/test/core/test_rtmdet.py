@@ -345,3 +345,30 @@ def test_missing_key_is_refused(tmp_path):
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(save_published(sd, tmp_path / 'rtmdet-ins_tiny_broken.pth'))
     assert 'neck.out_convs.0.conv.weight' in _one_line_error(excinfo)
+
+
+def test_only_torch_backend(golden_file):
+    with pytest.raises(ValueError, match='torch backend only'):
+        rtmdet.build_segmenter(golden_file, backend='openvino')
+
+
+def test_dynamic_mask_logits_export_onnx(tmp_path):
+    """The dynamic convs export (dynamic instance count) and run in ONNX Runtime."""
+    ort = pytest.importorskip('onnxruntime')
+
+    class Masks(torch.nn.Module):
+        def forward(self, params, protos, centers, norms):
+            return dynamic_mask_logits(params, protos, centers, norms, grid_stride=8.0)
+
+    gen = torch.Generator().manual_seed(4)
+    inputs = (torch.randn(3, 169, generator=gen), torch.randn(8, 5, 6, generator=gen),
+              torch.rand(3, 2, generator=gen) * 40, torch.tensor([64.0, 128.0, 256.0]))
+    path = tmp_path / 'masks.onnx'
+    torch.onnx.export(Masks(), inputs, str(path), dynamo=False, opset_version=17,
+                      input_names=['params', 'protos', 'centers', 'norms'], output_names=['logits'],
+                      dynamic_axes={'params': {0: 'n'}, 'centers': {0: 'n'}, 'norms': {0: 'n'}})
+    session = ort.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    more = (torch.randn(5, 169, generator=gen), inputs[1], torch.rand(5, 2, generator=gen) * 40,
+            torch.full((5,), 64.0))
+    (out,) = session.run(None, {n: t.numpy() for n, t in zip(['params', 'protos', 'centers', 'norms'], more)})
+    np.testing.assert_allclose(out, Masks()(*more).numpy(), atol=1e-4, rtol=1e-4)

@@ -147,7 +147,8 @@ def resample_taps(in_size: int, resample: Callable[[torch.Tensor], torch.Tensor]
         resample: maps float32 ``[1, in_size, in_size, 1]`` (channel c = unit vector at row c) to
             ``[1, in_size, L, W']``, resampling dim 2 exactly as the model resamples that axis
             (column 0 of the result is read), e.g. ``lambda t: F.interpolate(t, size=(640, 1),
-            mode='bilinear')`` followed by more steps.
+            mode='bilinear')`` followed by more steps. It must be order-preserving (no flips) with
+            non-negative weights, as interpolations and crops are; :func:`mask_rois` relies on it.
         out_size: keep the first ``out_size`` outputs (a crop; None keeps all ``L``).
 
     Returns:

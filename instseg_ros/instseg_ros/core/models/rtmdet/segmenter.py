@@ -148,7 +148,11 @@ class RtmdetInsSegmenter:
 def build_segmenter(weights: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cpu',
                     half: bool = False, class_names: Sequence[str] | None = None,
                     **options) -> RtmdetInsSegmenter:
-    """The segmenter of an mmdetection 3.x RTMDet-Ins checkpoint (``options`` are accepted and
-    ignored: the node passes every family the same ones). Raises CheckpointError (one line)."""
+    """The segmenter of an mmdetection 3.x RTMDet-Ins checkpoint. ``options``: ``backend`` must be
+    None or 'torch' (ValueError otherwise); other options the node passes every family are
+    ignored. Raises CheckpointError (one line) for a file that does not fit."""
+    backend = options.get('backend') or 'torch'
+    if backend != 'torch':
+        raise ValueError(f"RTMDet-Ins runs on the torch backend only, not {backend!r}")
     return RtmdetInsSegmenter.from_checkpoint(weights, preset=preset, device=device, half=half,
                                               class_names=class_names)

@@ -96,3 +96,23 @@ def calibrated_state_dict(cfg, seed: int = 0, cls_bias: float = -2.0,
     for norm in norms:
         norm.momentum = 0.1
     return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def shift_class_biases(state_dict: StateDict, cfg, images: torch.Tensor, candidates: int = 150,
+                       min_score: float = 0.05) -> StateDict:
+    """Copy of ``state_dict`` whose ``rtm_cls`` biases are shifted by one common amount so that
+    every image of ``images`` (float32 ``[B, 3, S, S]`` network inputs) has at least
+    ``candidates`` (point, class) scores above ``min_score`` (detections on every test image)."""
+    import math
+
+    from instseg_ros.core.models.rtmdet.model import RTMDetIns
+    model = RTMDetIns(cfg).eval()
+    model.load_state_dict(state_dict, strict=True)
+    with torch.no_grad():
+        logits = torch.cat([c.flatten(1) for c in model(images).cls_logits], dim=1)  # [B, M]
+    kth = logits.topk(candidates, dim=1).values[:, -1].min().item()
+    shift = math.log(min_score / (1 - min_score)) + 0.25 - kth
+    out = dict(state_dict)
+    for key in [k for k in out if k.startswith('bbox_head.rtm_cls.') and k.endswith('bias')]:
+        out[key] = out[key] + shift
+    return out
