@@ -65,11 +65,13 @@ class FramePipeline:
 
     Attributes:
         segmenter: the segmenter; ``predictor`` is the same object (older name, used by the node:
-            ``predictor.cfg.name`` / ``predictor.name``, ``predictor.device``).
+            ``predictor.name``, ``predictor.device``).
+        family: the model family of ``segmenter`` (a key of core.segmenter.BUILDERS), '' if unknown.
     """
 
-    def __init__(self, segmenter: Segmenter):
+    def __init__(self, segmenter: Segmenter, family: str = ''):
         self.segmenter = segmenter
+        self.family = family
 
     @property
     def predictor(self) -> Segmenter:

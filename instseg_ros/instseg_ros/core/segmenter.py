@@ -128,32 +128,68 @@ def _build_maskrcnn(weights, preset, device, half, class_names, **options) -> Se
                                              class_names=class_names, **sizes)
 
 
+def _build_family(module: str):
+    """Builder of a family whose subpackage (core/models/<family>) exports build_segmenter."""
+    def build(weights, preset, device, half, class_names, **options) -> Segmenter:
+        import importlib
+        return importlib.import_module(module).build_segmenter(
+            weights, preset=preset, device=device, half=half, class_names=class_names, **options)
+    return build
+
+
 #: model family -> builder(weights, preset, device, half, class_names, **options) -> Segmenter
-BUILDERS: dict[str, Callable[..., Segmenter]] = {'yolact': _build_yolact, 'maskrcnn': _build_maskrcnn}
+BUILDERS: dict[str, Callable[..., Segmenter]] = {
+    'yolact': _build_yolact, 'maskrcnn': _build_maskrcnn,
+    'rtmdet_ins': _build_family('instseg_ros.core.models.rtmdet'),
+    'solov2': _build_family('instseg_ros.core.models.solov2'),
+}
+
+#: each family in words (the node's Ready line)
+FAMILY_TITLES = {'yolact': 'YOLACT', 'maskrcnn': 'Mask R-CNN (torchvision)',
+                 'rtmdet_ins': 'RTMDet-Ins (mmdetection)', 'solov2': 'SOLOv2 (mmdetection)'}
+
+
+def family_presets() -> dict[str, tuple[str, ...]]:
+    """Family -> its preset names."""
+    from instseg_ros.core.models import rtmdet, solov2
+    return {'yolact': tuple(YOLACT_PRESETS), 'maskrcnn': MASKRCNN_PRESET_NAMES,
+            'rtmdet_ins': tuple(rtmdet.PRESETS), 'solov2': tuple(solov2.PRESETS)}
+
+
+def _family_from_file_name(weights: str | os.PathLike) -> str | None:
+    from instseg_ros.core.models import rtmdet, solov2
+    name = Path(weights).name
+    if name.lower().startswith('maskrcnn'):
+        return 'maskrcnn'
+    if rtmdet.preset_from_file_name(name):
+        return 'rtmdet_ins'
+    if solov2.preset_from_file_name(name):
+        return 'solov2'
+    return None
 
 
 def all_presets() -> list[str]:
     """Every preset name of every family (sorted)."""
-    return sorted([*YOLACT_PRESETS, *MASKRCNN_PRESET_NAMES])
+    return sorted(p for presets in family_presets().values() for p in presets)
 
 
 def model_family(preset: str, weights: str | os.PathLike, model: str = 'auto') -> str:
-    """Which builder: ``model`` if given, else from the preset, else from the file name
-    (``maskrcnn_*`` -> 'maskrcnn', anything else 'yolact'). Raises CheckpointError for an unknown
-    model or preset, or a model that contradicts the preset."""
+    """Which builder: ``model`` if given, else the family of the preset, else from the file name
+    (``maskrcnn_*``, mmdetection's ``rtmdet-ins_*`` / ``solov2*`` names; anything else 'yolact').
+    Raises CheckpointError for an unknown model or preset, or a model that contradicts the preset."""
     if model not in ('auto', *BUILDERS):
         raise CheckpointError(f"unknown model {model!r}; use one of {sorted(BUILDERS)} or auto")
-    if preset != 'auto' and preset not in YOLACT_PRESETS and preset not in MASKRCNN_PRESET_NAMES:
-        raise CheckpointError(f'{weights}: unknown preset {preset!r}; use one of {all_presets()} or auto')
     if preset != 'auto':
-        family = 'maskrcnn' if preset in MASKRCNN_PRESET_NAMES else 'yolact'
+        family = next((f for f, presets in family_presets().items() if preset in presets), None)
+        if family is None:
+            raise CheckpointError(f'{weights}: unknown preset {preset!r}; use one of {all_presets()} or auto')
         if model not in ('auto', family):
             raise CheckpointError(f'preset {preset!r} is a {family} preset, not a {model} one; '
                                   f'pass model:={family} or a {model} preset')
         return family
     if model != 'auto':
         return model
-    return 'maskrcnn' if Path(weights).name.lower().startswith('maskrcnn') else 'yolact'
+    return _family_from_file_name(weights) or 'yolact'
 
 
 def load_segmenter(weights: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cpu',

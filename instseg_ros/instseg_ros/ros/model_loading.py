@@ -19,7 +19,7 @@ from instseg_ros.core.checkpoint import CheckpointError
 from instseg_ros.core.classes import load_class_names
 from instseg_ros.core.pipeline import FramePipeline
 from instseg_ros.core.predictor import resolve_device
-from instseg_ros.core.segmenter import load_segmenter, model_family
+from instseg_ros.core.segmenter import FAMILY_TITLES, load_segmenter, model_family
 from instseg_ros.ros.errors import StartupError
 
 __all__ = ['SHIPPED_WEIGHTS', 'StartupError', 'load_pipeline', 'resolve_weights']
@@ -132,14 +132,19 @@ def load_pipeline(params, logger) -> FramePipeline:
         device = _device(params)
         try:
             family = model_family(params.preset, path)
-            backend = params.backend
-            if family == 'maskrcnn' and backend != 'torch':
-                raise StartupError(f'backend {backend} runs YOLACT exports only; pass '
-                                   'backend:=torch for Mask R-CNN')
+            backend, half = params.backend, params.half
+            if family != 'yolact':
+                if backend != 'torch':
+                    raise StartupError(f'backend {backend} runs YOLACT exports only; pass '
+                                       f'backend:=torch for {FAMILY_TITLES[family]}')
+                if params.precision == 'bf16':
+                    warnings.warn(f'precision bf16 is not offered for {FAMILY_TITLES[family]} yet; '
+                                  'running fp32', RuntimeWarning)
+                half = half or params.precision == 'fp16'
             options = (_size_options(params, family) if family == 'maskrcnn' else
-                       {'precision': params.precision, 'backend': backend})
+                       {'precision': params.precision, 'backend': backend} if family == 'yolact' else {})
             segmenter = load_segmenter(path, preset=params.preset, device=device,
-                                       half=params.half, class_names=names, **options)
+                                       half=half, class_names=names, **options)
         except ImportError as exc:  # an exported backend whose package is not installed
             raise StartupError(one_line(exc)) from None
         except CheckpointError as exc:
@@ -147,4 +152,4 @@ def load_pipeline(params, logger) -> FramePipeline:
         except ValueError as exc:  # e.g. class names that do not fit the model
             raise StartupError(f'{path}: {one_line(exc)}') from None
     segmenter.warmup()
-    return FramePipeline(segmenter)
+    return FramePipeline(segmenter, family)

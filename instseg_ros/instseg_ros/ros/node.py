@@ -30,6 +30,7 @@ from instseg_ros.core.classes import unknown_classes, unknown_classes_text
 from instseg_ros.core.pipeline import FramePipeline, FrameResult
 from instseg_ros.core.predictor import InferenceParams
 from instseg_ros.core.rgbd_sync import RgbdFrame, stamp_s
+from instseg_ros.core.segmenter import FAMILY_TITLES
 from instseg_ros.core.throttle import KindThrottle
 from instseg_ros.ros.camera_stream import CameraStream
 from instseg_ros.ros.cli import node_help, wants_help
@@ -109,10 +110,11 @@ class YolactRuntime:
         inputs = ', '.join(s.inputs.color.topic + (f' + depth {s.inputs.depth.topic}'
                                                    if s.inputs.depth else '')
                            for s in self.streams)
+        family = FAMILY_TITLES.get(self.pipeline.family, 'unknown family')
         node.get_logger().info(
-            f'Ready: model {predictor.cfg.name} on {predictor.device} '
+            f'Ready: model {predictor.name} on {predictor.device} '
             f'({getattr(predictor, "backend", "torch")} {getattr(predictor, "precision", "fp32")}), '
-            f'{len(self.pipeline.class_names)} classes, listening on {inputs}'
+            f'{family}, {len(self.pipeline.class_names)} classes, listening on {inputs}'
             + (f' (batches of up to {params.max_batch})' if len(self.streams) > 1 else ''))
 
     def deactivate(self) -> None:
@@ -240,7 +242,7 @@ class YolactRuntime:
     def _publish_diagnostics(self) -> None:
         predictor = self.pipeline.predictor
         name = self.node.get_fully_qualified_name()
-        statuses = [stream.status(name, str(predictor.device), predictor.cfg.name, dropped)
+        statuses = [stream.status(name, str(predictor.device), predictor.name, dropped)
                     for stream, dropped in zip(self.streams, self._scheduler.dropped)]
         self.pub_diagnostics.publish(DiagnosticArray(
             header=Header(stamp=self.node.get_clock().now().to_msg()), status=statuses))
