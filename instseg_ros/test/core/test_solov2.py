@@ -26,7 +26,8 @@ from instseg_ros.core.checkpoint import CheckpointError
 from instseg_ros.core.classes import COCO_CLASSES
 from instseg_ros.core.models import solov2
 from instseg_ros.core.models.solov2.checkpoint import class_names_for, expected_shapes, preset_from_shapes
-from instseg_ros.core.models.solov2.postprocess import axis_taps, decode_single, full_masks, mask_rois
+from instseg_ros.core.models.solov2.postprocess import (axis_taps, decode_single, dynamic_mask_probs, full_masks,
+                                                       mask_rois)
 from instseg_ros.core.models.solov2.preprocess import preprocess_batch, resized_shape
 from instseg_ros.core.ops.matrix_nms import matrix_nms, matrix_nms_decay
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections
@@ -430,6 +431,7 @@ def test_segmenter_params_and_bad_input(small_segmenter):
     assert len(high.scores) > 0 and np.all(high.scores > cut)
     one = seg.predict_rois(image, params=InferenceParams(score_threshold=0.0, max_detections=1))
     assert len(one.scores) == 1
+    assert len(seg.predict_rois(image, params=InferenceParams(score_threshold=0.0, max_detections=0)).scores) == 0
     with pytest.raises(ValueError, match='uint8'):
         seg.predict_rois(image.astype(np.float32))
     with pytest.raises(ValueError, match='uint8'):
@@ -454,3 +456,42 @@ def test_no_mmdet_imports_in_the_package():
         text = source.read_text()
         for name in ('mmcv', 'mmdet', 'mmengine'):
             assert f'import {name}' not in text and f'from {name}' not in text, source
+
+
+@pytest.mark.filterwarnings('ignore::DeprecationWarning')  # the TorchScript exporter, as core/export.py
+def test_dynamic_masks_one_matmul_exports_to_onnx(tmp_path):
+    """The per-cell 1x1 dynamic convolution equals F.conv2d and exports with a dynamic instance count."""
+    onnxruntime = pytest.importorskip('onnxruntime')
+    gen = torch.Generator().manual_seed(2)
+    kernels, feats = torch.randn((7, 16), generator=gen), torch.randn((16, 5, 6), generator=gen)
+    ref = torch.sigmoid(F.conv2d(feats[None], kernels[:, :, None, None]))[0]
+    torch.testing.assert_close(dynamic_mask_probs(kernels, feats), ref, rtol=1e-5, atol=1e-6)
+
+    class Masks(torch.nn.Module):
+        def forward(self, k, f):
+            return dynamic_mask_probs(k, f)
+
+    path = tmp_path / 'masks.onnx'
+    torch.onnx.export(Masks(), (kernels, feats), str(path), dynamo=False, opset_version=17,
+                      input_names=['kernels', 'feats'], output_names=['probs'],
+                      dynamic_axes={'kernels': {0: 'n'}, 'probs': {0: 'n'}})
+    session = onnxruntime.InferenceSession(str(path), providers=['CPUExecutionProvider'])
+    out = session.run(None, {'kernels': kernels[:3].numpy(), 'feats': feats.numpy()})[0]
+    np.testing.assert_allclose(out, ref[:3].numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_decode_chunked_equals_single_pass(monkeypatch):
+    """Many candidates are decoded chunk by chunk (memory) with the same result."""
+    from instseg_ros.core.models.solov2 import postprocess
+    gen = torch.Generator().manual_seed(0)
+    sizes = (12, 10, 8, 6, 4)
+    cls_logits = [torch.randn((3, s, s), generator=gen) * 2 - 1 for s in sizes]
+    kernels = [torch.randn((8, s, s), generator=gen) for s in sizes]
+    feats = torch.randn((8, 20, 24), generator=gen)
+    params = postprocess.DecodeParams(0.1, 0.5, 0.05, 60, 30, 'gaussian', 2.0)
+    single = decode_single(cls_logits, kernels, feats, (8, 8, 16, 32, 32), params)
+    assert len(single[0]) == 30
+    monkeypatch.setattr(postprocess, '_CHUNK', 7)
+    chunked = decode_single(cls_logits, kernels, feats, (8, 8, 16, 32, 32), params)
+    for a, b in zip(single, chunked):
+        assert torch.equal(a, b)

@@ -17,8 +17,10 @@ Step 5 is done per instance on a window only (:func:`mask_rois`): a bilinear sam
 combination of its two (per axis) source samples, so an output pixel can exceed the threshold only
 if one of the stride-4 cells it reads (through both resizes) does. Each instance's window is the
 output range whose source cells meet the box of its stride-4 mask; inside it the values are
-computed with PyTorch's bilinear indices and weights (columns first, then rows, as its kernel), so
-the pixels equal mmdet's full-frame upsampling. Boxes are the masks' tight pixel boxes
+computed exactly as the full-frame resizes would: the x4 stage by ``F.interpolate`` of the cell
+window (origin aligned, so the source coordinates are the global ones shifted by whole cells), the
+second stage with PyTorch's bilinear indices and weights (columns first, then rows, as its
+kernel); the pixels equal mmdet's full-frame upsampling. Boxes are the masks' tight pixel boxes
 ``[x0, y0, x1 + 1, y1 + 1]`` (mmdet's ``mask2bbox``), zeros for an empty mask.
 """
 
@@ -32,8 +34,8 @@ import torch.nn.functional as F
 
 from instseg_ros.core.ops.matrix_nms import matrix_nms
 
-__all__ = ['AxisTaps', 'Candidates', 'DecodeParams', 'axis_taps', 'decode_single', 'mask_rois',
-           'select_candidates']
+__all__ = ['AxisTaps', 'Candidates', 'DecodeParams', 'axis_taps', 'decode_single', 'dynamic_mask_probs',
+           'full_masks', 'mask_rois', 'select_candidates']
 
 #: masks of more candidates than this are computed in chunks (memory bound)
 _CHUNK = 512
@@ -46,7 +48,8 @@ class DecodeParams(NamedTuple):
         score_thr: category score threshold of candidates (strict ``>``).
         mask_thr: mask probability threshold (strict ``>``).
         filter_thr: Matrix NMS keeps decayed scores ``>= filter_thr``.
-        nms_pre, max_per_img: candidates entering Matrix NMS / detections kept.
+        nms_pre, max_per_img: candidates entering Matrix NMS / detections kept (``max_per_img`` 0:
+            none, negative: no limit).
         kernel, sigma: Matrix NMS kernel.
         final_score_thr: keep detections with decayed score ``> final_score_thr`` (None: no filter).
         class_ids: only these 0-based classes become candidates (None: all).
@@ -100,27 +103,34 @@ def select_candidates(cls_logits: list[torch.Tensor], kernels: list[torch.Tensor
                       torch.cat(areas_all)[cells])
 
 
-def _mask_probs(kernels: torch.Tensor, mask_feats: torch.Tensor) -> torch.Tensor:
-    """float ``[N, Hf, Wf]`` = sigmoid of the 1x1 dynamic conv, one matmul for all N kernels."""
+def dynamic_mask_probs(kernels: torch.Tensor, mask_feats: torch.Tensor) -> torch.Tensor:
+    """Mask probabilities of N instances: their 1x1 dynamic convolutions as ONE matmul (ONNX: MatMul
+    + Sigmoid, N dynamic).
+
+    Args:
+        kernels: float ``[N, E]`` dynamic kernels of the selected grid cells.
+        mask_feats: float ``[E, Hf, Wf]`` unified mask features of the image.
+
+    Returns:
+        float ``[N, Hf, Wf]`` = ``sigmoid(kernels @ mask_feats)``.
+    """
     channels, height, width = mask_feats.shape
     logits = kernels @ mask_feats.reshape(channels, height * width)
     return torch.sigmoid(logits).view(-1, height, width)
 
 
 def _mask_stats(kernels: torch.Tensor, mask_feats: torch.Tensor, mask_thr: float):
-    """(areas ``[N]``, maskness ``[N]``, probs ``[N, Hf, Wf]`` or None when chunked)."""
-    areas, maskness, probs_all = [], [], []
+    """(float ``[N]`` binary-mask areas, float ``[N]`` maskness, float ``[N, Hf, Wf]`` probabilities
+    or None when N > _CHUNK: then they are computed chunk by chunk and not kept)."""
+    areas, maskness = [], []
+    probs = None
     for start in range(0, kernels.shape[0], _CHUNK):
-        probs = _mask_probs(kernels[start:start + _CHUNK], mask_feats)
+        probs = dynamic_mask_probs(kernels[start:start + _CHUNK], mask_feats)
         binary = probs > mask_thr
         area = binary.sum(dim=(1, 2)).float()
         areas.append(area)
         maskness.append((probs * binary).sum(dim=(1, 2)) / area)
-        probs_all.append(probs)
-        if kernels.shape[0] > _CHUNK:
-            probs_all = [None]
-    probs = probs_all[0] if len(probs_all) == 1 else None
-    return torch.cat(areas), torch.cat(maskness), probs
+    return torch.cat(areas), torch.cat(maskness), probs if kernels.shape[0] <= _CHUNK else None
 
 
 def decode_single(cls_logits: list[torch.Tensor], kernels: list[torch.Tensor], mask_feats: torch.Tensor,
@@ -138,6 +148,8 @@ def decode_single(cls_logits: list[torch.Tensor], kernels: list[torch.Tensor], m
     feats = mask_feats.float()
     empty = (feats.new_zeros((0,)), torch.zeros((0,), dtype=torch.int64, device=feats.device),
              feats.new_zeros((0, *feats.shape[-2:])))
+    if params.max_per_img == 0:  # negative: no limit
+        return empty
     cand = select_candidates(cls_logits, kernels, strides, params.score_thr, params.class_ids)
     if cand.scores.shape[0] == 0:
         return empty
@@ -150,7 +162,7 @@ def decode_single(cls_logits: list[torch.Tensor], kernels: list[torch.Tensor], m
     if params.nms_pre > 0:
         order = order[:params.nms_pre]
     index = keep[order]
-    probs = probs[index] if probs is not None else _mask_probs(cand.kernels[index], feats)
+    probs = probs[index] if probs is not None else dynamic_mask_probs(cand.kernels[index], feats)
     result = matrix_nms(probs > params.mask_thr, cand.labels[index], scores[order], areas[index],
                         kernel=params.kernel, sigma=params.sigma, filter_thr=params.filter_thr,
                         max_num=params.max_per_img)
@@ -206,6 +218,9 @@ class _Chain(NamedTuple):
 
 
 def _chain(feat_size: int, padded_size: int, resized_size: int, source_size: int, device) -> _Chain:
+    if padded_size != 4 * feat_size:
+        raise ValueError(f'mask features of {feat_size} cells for a padded input of {padded_size} px: '
+                         'expected stride 4')
     first = axis_taps(feat_size, padded_size, device)
     first = AxisTaps(*(t[:resized_size] for t in first))
     second = axis_taps(resized_size, source_size, device)
@@ -232,8 +247,12 @@ def _window_values(prob: torch.Tensor, rows: _Chain, cols: _Chain, out_r: tuple[
     a_c0, a_c1 = int(cols.second.index0[o_c0]), int(cols.second.index1[o_c1 - 1]) + 1
     f_r0, f_r1 = int(rows.first.index0[a_r0]), int(rows.first.index1[a_r1 - 1]) + 1
     f_c0, f_c1 = int(cols.first.index0[a_c0]), int(cols.first.index1[a_c1 - 1]) + 1
-    window = prob[f_r0:f_r1, f_c0:f_c1]
-    inter = _lerp(_lerp(window, cols.first, a_c0, a_c1, f_c0, 1), rows.first, a_r0, a_r1, f_r0, 0)
+    # x4 stage as one F.interpolate of the cell window: with the window's origin at cell f0, output
+    # 4 * f0 + k has the global source coordinate minus f0 (exact for the factor 0.25), and the
+    # window holds every cell its taps read, so the values equal the full-frame upsampling
+    window = prob[f_r0:f_r1, f_c0:f_c1][None, None]
+    up = F.interpolate(window, scale_factor=4.0, mode='bilinear', align_corners=False)[0, 0]
+    inter = up[a_r0 - 4 * f_r0:a_r1 - 4 * f_r0, a_c0 - 4 * f_c0:a_c1 - 4 * f_c0]
     return _lerp(_lerp(inter, cols.second, o_c0, o_c1, a_c0, 1), rows.second, o_r0, o_r1, a_r0, 0)
 
 

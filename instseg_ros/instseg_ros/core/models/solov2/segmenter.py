@@ -41,7 +41,11 @@ class SoloV2Segmenter:
 
     def __init__(self, model: SoloV2, cfg: SoloV2Config, class_names: Sequence[str],
                  device: torch.device | str = 'cpu', half: bool = False) -> None:
-        self.device = torch.device(device)
+        """``device``: 'auto' | 'cpu' | 'cuda[:N]' (core.predictor.resolve_device); ``half``: float16 network on
+        CUDA only (a RuntimeWarning and float32 elsewhere); decoding always runs in float32."""
+        from instseg_ros.core.predictor import resolve_device
+
+        self.device = resolve_device(device)
         if half and self.device.type != 'cuda':
             warnings.warn('half precision is only used on CUDA; running float32', RuntimeWarning, stacklevel=2)
             half = False
@@ -66,9 +70,8 @@ class SoloV2Segmenter:
                             cfg.kernel, cfg.sigma)
         if params is None:
             return base
-        max_num = min(cfg.max_per_img, int(params.max_detections))
-        return base._replace(max_per_img=max_num if max_num > 0 else 0, final_score_thr=params.score_threshold,
-                             class_ids=params.class_ids)
+        return base._replace(max_per_img=min(cfg.max_per_img, int(params.max_detections)),
+                             final_score_thr=params.score_threshold, class_ids=params.class_ids)
 
     def _sync(self) -> None:
         if self.device.type == 'cuda':
@@ -90,13 +93,8 @@ class SoloV2Segmenter:
         padded_hw = tuple(batch.images.shape[-2:])
         out = []
         for i, (resized, source) in enumerate(zip(batch.resized_hw, batch.source_hw)):
-            if decode.max_per_img == 0 and params is not None:
-                scores = torch.zeros(0)
-                labels = torch.zeros(0, dtype=torch.int64)
-                probs = torch.zeros((0, 1, 1))
-            else:
-                scores, labels, probs = decode_single([c[i] for c in cls_logits], [k[i] for k in kernels],
-                                                      mask_feats[i], cfg.strides, decode)
+            scores, labels, probs = decode_single([c[i] for c in cls_logits], [k[i] for k in kernels],
+                                                  mask_feats[i], cfg.strides, decode)
             rois, boxes = mask_rois(probs, padded_hw, resized, source, cfg.mask_thr)
             out.append((scores.float().cpu().numpy(), labels.cpu().numpy().astype(np.int64), rois, boxes))
         self._sync()
