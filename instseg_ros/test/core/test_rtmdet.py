@@ -372,3 +372,34 @@ def test_dynamic_mask_logits_export_onnx(tmp_path):
             torch.full((5,), 64.0))
     (out,) = session.run(None, {n: t.numpy() for n, t in zip(['params', 'protos', 'centers', 'norms'], more)})
     np.testing.assert_allclose(out, Masks()(*more).numpy(), atol=1e-4, rtol=1e-4)
+
+
+class HistoryBuffer:  # stands in for mmengine's (pickled under mmengine's module name below)
+    def __init__(self):
+        self.values = [1.0]
+
+
+def test_training_run_with_mmengine_objects_is_refused(tmp_path, monkeypatch):
+    import sys
+    import types
+    names = ('mmengine', 'mmengine.logging', 'mmengine.logging.history_buffer')
+    with monkeypatch.context() as patch:
+        for name in names:
+            patch.setitem(sys.modules, name, types.ModuleType(name))
+        sys.modules[names[-1]].HistoryBuffer = HistoryBuffer
+        patch.setattr(HistoryBuffer, '__module__', names[-1])
+        sd = RTMDetIns(get_config('rtmdet_ins_tiny')).state_dict()
+        path = save_published(sd, tmp_path / 'epoch_300.pth', message_hub={'log_scalars': {'loss': HistoryBuffer()}})
+    with pytest.raises(CheckpointError) as excinfo:
+        rtmdet.build_segmenter(path)
+    assert 'publish_model' in _one_line_error(excinfo)
+
+
+def test_no_detections_and_empty_batch(golden_segmenter):
+    none = InferenceParams(score_threshold=0.05, conf_threshold=0.9999, nms_threshold=0.6)
+    det = golden_segmenter.predict_rois(golden_image(), params=none)
+    assert det.boxes_xyxy.shape == (0, 4) and det.scores.shape == (0,) and det.rois == []
+    assert golden_segmenter(golden_image(), params=none).masks.shape == (0, 300, 400)
+    assert golden_segmenter.predict_rois_batch([]) == []
+    with pytest.raises(ValueError, match='uint8'):
+        golden_segmenter.predict_rois(golden_image().astype(np.float32))
