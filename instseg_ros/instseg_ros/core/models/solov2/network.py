@@ -15,7 +15,7 @@ from torchvision.models.resnet import Bottleneck
 from instseg_ros.core.models.solov2.config import SoloV2Config
 
 __all__ = ['ConvNormAct', 'Fpn', 'MaskFeatureBranch', 'ResNet50', 'SoloV2', 'SoloV2Head',
-           'SoloV2Outputs', 'coordinate_channels']
+           'coordinate_channels']
 
 _GN_GROUPS = 32
 
@@ -173,11 +173,6 @@ class SoloV2Head(nn.Module):
             kernels.append(self.conv_kernel(kernel_feat))
             cls_logits.append(self.conv_cls(cls_feat))
         return cls_logits, kernels, mask_feats
-
-
-class SoloV2Outputs(tuple):
-    """(cls_logits, kernels, mask_feats): per level float ``[B, C, S, S]`` category logits and
-    ``[B, E, S, S]`` 1x1 dynamic kernels; float ``[B, E, H/4, W/4]`` mask features."""
 
 
 class SoloV2(nn.Module):
