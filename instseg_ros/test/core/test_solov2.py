@@ -382,6 +382,7 @@ def test_class_names():
     assert class_names_for('f', 3, {'dataset_meta': {'classes': ('a', 'b', 'c')}}) == ('a', 'b', 'c')
     assert class_names_for('f', 2, {}, ['x', 'y']) == ('x', 'y')
     assert class_names_for('f', 2, {}) == ('class_0', 'class_1')
+    assert class_names_for('f', 2, {'CLASSES': ('p', 'q')}) == ('p', 'q')  # mmdet 2.x meta
     with pytest.raises(CheckpointError, match='3 class names given but the checkpoint has 80 classes'):
         class_names_for('f', 80, {}, ['a', 'b', 'c'])
 
@@ -499,3 +500,13 @@ def test_decode_chunked_equals_single_pass(monkeypatch):
     chunked = decode_single(cls_logits, kernels, feats, (8, 8, 16, 32, 32), params)
     for a, b in zip(single, chunked):
         assert torch.equal(a, b)
+
+
+def test_meta_with_numpy_scalars_is_read_weights_only(tmp_path):
+    """A training run's meta may hold numpy scalars: allowed for the load (weights_only stays on);
+    the file then fails only on its tensors (wrong family here)."""
+    path = tmp_path / 'solov2_r50_fpn_3x_coco_20220512_125856-fed092d4.pth'
+    torch.save({'meta': {'hook_msgs': {'best_score': np.float64(0.3)}, 'CLASSES': ('a',)},
+                'state_dict': {'x': torch.zeros(1)}}, path)
+    with pytest.raises(CheckpointError, match='not an mmdetection SOLOv2 checkpoint'):
+        solov2.build_segmenter(path)

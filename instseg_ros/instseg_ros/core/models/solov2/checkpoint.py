@@ -56,6 +56,15 @@ def expected_shapes(cfg: SoloV2Config) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
+def _numpy_scalar_globals() -> list:
+    """numpy scalar reconstruction (a training run's meta may hold e.g. a numpy float): data only,
+    allowed for this load alone (weights_only stays on)."""
+    import numpy as np
+    multiarray = getattr(np, '_core', None) or np.core
+    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
+    return [multiarray.multiarray.scalar, np.dtype, *dtypes]
+
+
 def _read_error(path: str, exc: BaseException) -> str:
     """One line for a failed weights-only read (torch's own advice left out)."""
     text = ' '.join(str(exc).split())
@@ -76,7 +85,8 @@ def _read(path: str) -> tuple[StateDict, dict]:
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
     try:
-        obj = torch.load(path, map_location='cpu', weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+            obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # truncated zip, pickle of non-tensor objects, ...
         raise CheckpointError(_read_error(path, exc)) from exc
     if isinstance(obj, dict) and isinstance(obj.get('state_dict'), dict):
@@ -118,7 +128,8 @@ def resolve_config(path: str, state_dict: StateDict, preset: str = 'auto', **ove
 def class_names_for(path: str, num_classes: int, meta: dict,
                     class_names: Sequence[str] | None = None) -> tuple[str, ...]:
     """Names by 0-based label: ``class_names`` if given, else the file's
-    ``meta['dataset_meta']['classes']``, else COCO's for 80 classes, else ``class_<i>``."""
+    ``meta['dataset_meta']['classes']`` (mmdet 3.x) or ``meta['CLASSES']`` (2.x), else COCO's for 80
+    classes, else ``class_<i>``."""
     if class_names is not None:
         names = tuple(str(n) for n in class_names)
         if len(names) != num_classes:
@@ -127,6 +138,8 @@ def class_names_for(path: str, num_classes: int, meta: dict,
         return names
     dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
     stored = dataset_meta.get('classes') if isinstance(dataset_meta, dict) else None
+    if stored is None and isinstance(meta, dict):
+        stored = meta.get('CLASSES')  # files written by mmdet 2.x (the published SOLOv2 weights)
     if isinstance(stored, (list, tuple)) and len(stored) == num_classes:
         return tuple(str(n) for n in stored)
     if num_classes == len(COCO_CLASSES):
