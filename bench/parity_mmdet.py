@@ -37,7 +37,7 @@ sys.path.insert(0, str(HERE.parent / 'instseg_ros'))
 
 import mmdet_reference as reference  # noqa: E402
 
-IMAGE_SIZES_HW = ((480, 640), (720, 1280), (375, 500), (401, 300))  # the last: portrait, w/h scales differ
+IMAGE_SIZES_HW = ((480, 640), (720, 1280), (375, 500), (333, 250))  # last: portrait whose w/h scales differ
 SCORE_TOL, BOX_TOL_PX, MASK_IOU_MIN, MASK_SHARE_MIN = 1e-4, 0.5, 0.99, 0.99
 
 

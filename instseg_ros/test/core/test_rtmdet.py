@@ -231,12 +231,13 @@ def test_letterbox_as_mmcv():
 
 
 def test_mask_taps_rows_use_width_factor():
-    geometry = letterbox((300, 401), 640)  # w scale 640/401, h scale 479/300 differ slightly
+    geometry = letterbox((250, 333), 640)  # w scale 640/333, h scale 426/250 differ slightly
     taps_y, taps_x = mask_taps((80, 80), 8, 640, geometry)
-    assert taps_y.matrix.shape == (300, 80) and taps_x.matrix.shape == (401, 80)
+    assert taps_y.matrix.shape == (250, 80) and taps_x.matrix.shape == (333, 80)
     rows = math.ceil(640 * (1 / geometry.scale_wh[0]))  # mmdet: rows x width factor
+    assert rows == 333 != math.ceil(640 * (1 / geometry.scale_wh[1]))
     expected = F.interpolate(F.interpolate(torch.eye(80).reshape(1, 80, 80, 1), size=(640, 1), mode='bilinear'),
-                             size=(rows, 1), mode='bilinear')[0, :, :300, 0].T
+                             size=(rows, 1), mode='bilinear')[0, :, :250, 0].T
     torch.testing.assert_close(taps_y.matrix, expected)
 
 
@@ -403,3 +404,11 @@ def test_no_detections_and_empty_batch(golden_segmenter):
     assert golden_segmenter.predict_rois_batch([]) == []
     with pytest.raises(ValueError, match='uint8'):
         golden_segmenter.predict_rois(golden_image().astype(np.float32))
+
+
+def test_file_name_contradicting_tensors_warns(tmp_path):
+    from instseg_ros.core.checkpoint import PresetMismatchWarning
+    sd = RTMDetIns(get_config('rtmdet_ins_tiny')).state_dict()
+    path = save_published(sd, tmp_path / 'rtmdet-ins_m_8xb32-300e_coco.pth')
+    with pytest.warns(PresetMismatchWarning, match='rtmdet_ins_tiny'):
+        assert rtmdet.build_segmenter(path).name == 'rtmdet_ins_tiny'

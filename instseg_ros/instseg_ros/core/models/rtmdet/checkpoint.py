@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from instseg_ros.core.checkpoint import CheckpointError
+from instseg_ros.core.checkpoint import CheckpointError, PresetMismatchWarning
 from instseg_ros.core.classes import COCO_CLASSES
 from instseg_ros.core.models.rtmdet.config import PRESETS, RtmdetInsConfig, get_config
 from instseg_ros.core.models.rtmdet.model import RTMDetIns
@@ -101,11 +102,17 @@ def resolve_class_names(path: str, num_classes: int, meta: dict,
 
 
 def resolve_config(path: str, state_dict: StateDict, preset: str = 'auto') -> RtmdetInsConfig:
-    """Preset (argument, else file name, else tensor shapes) with the checkpoint's class count."""
+    """Preset (argument, else file name, else tensor shapes) with the checkpoint's class count. A
+    file name contradicting the tensors gives a PresetMismatchWarning and the tensors' preset; an
+    explicit preset contradicting them a CheckpointError."""
     if preset not in ('auto', *PRESETS):
         raise CheckpointError(f'{path}: unknown RTMDet-Ins preset {preset!r}; use one of {list(PRESETS)} or auto')
     by_shapes = preset_from_shapes(state_dict)
     chosen = preset if preset != 'auto' else (preset_from_file_name(path) or by_shapes)
+    if preset == 'auto' and by_shapes is not None and chosen != by_shapes:
+        warnings.warn(f'{path}: the file name says {chosen} but the tensors are {by_shapes}; using '
+                      f'{by_shapes}', PresetMismatchWarning, stacklevel=3)
+        chosen = by_shapes
     if chosen is None:
         raise CheckpointError(f'{path}: RTMDet-Ins weights of no known preset ({list(PRESETS)}); '
                               f'stem width {tuple(state_dict[_STEM_KEY].shape)[:1]}')

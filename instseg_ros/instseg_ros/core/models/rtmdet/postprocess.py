@@ -16,7 +16,6 @@ window (:mod:`instseg_ros.core.ops.dynamic_masks`).
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 from typing import NamedTuple, Sequence
 
 import cv2
@@ -140,7 +139,6 @@ def mask_logits(prototypes: torch.Tensor, det: Detections, cfg: RtmdetInsConfig)
                                grid_stride=float(cfg.strides[0]), layout=layout)
 
 
-@lru_cache(maxsize=32)
 def mask_taps(grid_hw: tuple[int, int], stride: int, input_size: int, geometry: Letterbox
               ) -> tuple[AxisTaps, AxisTaps]:
     """Row and column taps grid -> source pixels of mmdet's two bilinear resizes and crop."""

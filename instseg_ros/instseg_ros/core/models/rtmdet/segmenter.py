@@ -50,6 +50,15 @@ class RtmdetInsSegmenter:
         self.class_names: tuple[str, ...] = tuple(class_names) or tuple(
             f'class_{i}' for i in range(cfg.num_classes))
         self.last_timings_ms: dict[str, float] = {}
+        self._taps: dict[tuple, tuple] = {}  # (grid size, geometry) -> mask taps; a few camera sizes
+
+    def _mask_taps(self, grid_hw: tuple[int, int], geometry):
+        key = (grid_hw, geometry)
+        if key not in self._taps:
+            if len(self._taps) >= 16:
+                self._taps.clear()
+            self._taps[key] = mask_taps(grid_hw, self.cfg.strides[0], self.cfg.input_size, geometry)
+        return self._taps[key]
 
     @property
     def name(self) -> str:
@@ -98,8 +107,7 @@ class RtmdetInsSegmenter:
         for index, geometry in enumerate(geometries):
             det = detect(output, index, geometry, self.cfg, params)
             logits = mask_logits(output.prototypes[index], det, self.cfg)
-            taps_y, taps_x = mask_taps(tuple(logits.shape[-2:]), self.cfg.strides[0], self.cfg.input_size,
-                                       geometry)
+            taps_y, taps_x = self._mask_taps(tuple(logits.shape[-2:]), geometry)
             results.append(RoiDetections(
                 boxes_xyxy=det.boxes_xyxy.cpu().numpy().reshape(-1, 4), scores=det.scores.cpu().numpy(),
                 labels=det.labels.cpu().numpy(),
