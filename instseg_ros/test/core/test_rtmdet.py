@@ -412,3 +412,12 @@ def test_file_name_contradicting_tensors_warns(tmp_path):
     path = save_published(sd, tmp_path / 'rtmdet-ins_m_8xb32-300e_coco.pth')
     with pytest.warns(PresetMismatchWarning, match='rtmdet_ins_tiny'):
         assert rtmdet.build_segmenter(path).name == 'rtmdet_ins_tiny'
+
+
+def test_meta_class_count_mismatch(tmp_path):
+    sd = RTMDetIns(get_config('rtmdet_ins_tiny', num_classes=3)).state_dict()
+    path = save_published(sd, tmp_path / 'rtmdet-ins_tiny_custom.pth', classes=['a', 'b'])
+    with pytest.raises(CheckpointError) as excinfo:
+        rtmdet.build_segmenter(path)
+    assert "3 classes but 2 names are in its meta" in _one_line_error(excinfo)
+    assert rtmdet.build_segmenter(path, class_names=['x', 'y', 'z']).class_names == ('x', 'y', 'z')

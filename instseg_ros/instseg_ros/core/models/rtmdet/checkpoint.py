@@ -85,19 +85,19 @@ def resolve_class_names(path: str, num_classes: int, meta: dict,
                         class_names: Sequence[str] | None) -> tuple[str, ...]:
     """Names by label: ``class_names`` if given, else meta['dataset_meta']['classes'], else COCO for
     80 classes, else 'class_<i>'. CheckpointError when the count differs from the model's."""
+    source = 'class names were given'
     if class_names is None:
         dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
         stored = dataset_meta.get('classes') if isinstance(dataset_meta, dict) else None
         if stored is not None:
-            class_names = [str(n) for n in stored]
+            class_names, source = [str(n) for n in stored], "names are in its meta['dataset_meta']"
         elif num_classes == len(COCO_CLASSES):
             class_names = COCO_CLASSES
         else:
             class_names = [f'class_{i}' for i in range(num_classes)]
     names = tuple(str(n) for n in class_names)
     if len(names) != num_classes:
-        raise CheckpointError(f'{path}: the checkpoint has {num_classes} classes but {len(names)} '
-                              'class names were given')
+        raise CheckpointError(f'{path}: the checkpoint has {num_classes} classes but {len(names)} {source}')
     return names
 
 
