@@ -309,7 +309,8 @@ def test_preset_from_shapes_and_coco_fallback(tmp_path):
 
 def test_training_run_file_keeps_state_dict(tmp_path):
     sd = RTMDetIns(get_config('rtmdet_ins_tiny', num_classes=3)).state_dict()
-    path = save_published(sd, tmp_path / 'epoch_12.pth', classes=['a', 'b', 'c'],
+    path = save_published(sd, tmp_path / 'epoch_12.pth', classes=['a', 'b', 'c'], seed=np.int64(7),
+                          best_score=np.float64(0.41),
                           optimizer={'state': {}, 'param_groups': [{'lr': 0.004}]}, message_hub={'runtime_info': {}})
     seg = rtmdet.build_segmenter(path)
     assert seg.class_names == ('a', 'b', 'c') and seg.cfg.num_classes == 3

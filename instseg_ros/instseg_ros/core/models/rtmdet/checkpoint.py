@@ -43,11 +43,21 @@ def preset_from_shapes(state_dict: StateDict) -> str | None:
     return None if stem is None else _STEM_WIDTHS.get(int(stem.shape[0]))
 
 
+def _numpy_scalar_types() -> list:
+    """Globals of pickled numpy scalars (meta of some published files holds e.g. a numpy float):
+    plain data, allowed in the weights-only load."""
+    import numpy as np
+    core = getattr(np, '_core', None) or np.core
+    kinds = (np.float64, np.float32, np.int64, np.int32, np.bool_)
+    return [core.multiarray.scalar, np.dtype, *{type(np.dtype(k)) for k in kinds}]
+
+
 def _read(path: str) -> object:
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
+        with torch.serialization.safe_globals(_numpy_scalar_types()):
+            return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # corrupt / truncated data raise many types
         text = ' '.join(str(exc).split())
         if 'mmengine' in text or 'HistoryBuffer' in text:
