@@ -78,12 +78,15 @@ def read_weights_file(path: str | os.PathLike) -> object:
     try:
         return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # torch raises many types for corrupt data (RuntimeError, EOFError, Unpickling...)
+        detail = f'{type(exc).__name__}: {_shorten(exc)}'
         if 'weights_only' in str(exc):  # torch's text advises weights_only=False: never repeat that
-            raise CheckpointError(f'{path}: refused: the file holds Python objects other than tensors '
-                                  f'and plain containers ({_unpickler_detail(exc)}), which are never '
-                                  'unpickled; pass a checkpoint that holds a state dict') from None
+            detail, referenced = _unpickler_detail(exc)
+            if referenced:  # a reference to a Python class or function
+                raise CheckpointError(f'{path}: refused: the file holds Python objects other than '
+                                      f'tensors and plain containers ({detail}), which are never '
+                                      'unpickled; pass a checkpoint that holds a state dict') from None
         raise CheckpointError(f'{path}: cannot read checkpoint (truncated, corrupt or not a PyTorch '
-                              f'weights file): {type(exc).__name__}: {_shorten(exc)}') from None
+                              f'weights file): {detail}') from None
 
 
 def load_state_dict_file(path: str | os.PathLike) -> StateDict:
@@ -94,12 +97,15 @@ def load_state_dict_file(path: str | os.PathLike) -> StateDict:
     return drop_legacy_keys(_unwrap(read_weights_file(path), str(path)))
 
 
-def _unpickler_detail(exc: BaseException) -> str:
-    """What torch's weights-only unpickler refused ('Unsupported global: GLOBAL os.system'), without
-    the rest of torch's text."""
+def _unpickler_detail(exc: BaseException) -> tuple[str, bool]:
+    """(what torch's weights-only unpickler refused, whether it was a reference to a Python
+    class or function), without the rest of torch's text (which advises weights_only=False)."""
+    referenced = re.search(r'GLOBAL\s+([\w.]+)', str(exc))
+    if referenced is not None:  # only the name: torch's sentence goes on to advise allowing it
+        return f'a reference to {referenced.group(1)[:80]}', True
     match = re.search(r'WeightsUnpickler error:\s*(.+?)(?:\n\n|Check the documentation|$)', str(exc), re.S)
     detail = ' '.join(match.group(1).split()) if match else 'not a plain weights file'
-    return textwrap.shorten(detail, width=160, placeholder=' ...')
+    return textwrap.shorten(detail, width=160, placeholder=' ...'), False
 
 
 def _shorten(exc: BaseException, width: int = 300) -> str:
