@@ -30,7 +30,7 @@ from instseg_ros.core.checkpoint import (CheckpointError, PresetMismatchWarning,
                                          _mismatches, _shorten, read_weights_file)
 from instseg_ros.core.classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections
-from instseg_ros.core.structures import Instances
+from instseg_ros.core.roi_segmenter import RoiSegmenterMixin
 
 __all__ = ['MASKRCNN_PRESETS', 'MaskRcnnConfig', 'MaskRcnnSegmenter', 'build_model', 'load_model',
            'paste_mask_rois', 'preset_from_file_name', 'preset_from_shapes']
@@ -260,7 +260,7 @@ def _label_map(num_classes: int, class_names) -> tuple[torch.Tensor, tuple[str, 
     return torch.arange(-1, num_classes - 1, dtype=torch.int64), names
 
 
-class MaskRcnnSegmenter:
+class MaskRcnnSegmenter(RoiSegmenterMixin):
     """Runs a torchvision Mask R-CNN on uint8 images (the :class:`~instseg_ros.core.segmenter.Segmenter`
     interface).
 
@@ -392,11 +392,6 @@ class MaskRcnnSegmenter:
         self._sync()
         self.last_timings_ms['postprocess'] = (time.perf_counter() - forwarded) * 1e3
 
-    def predict_rois(self, image: np.ndarray, color_order: str = 'bgr',
-                     params: InferenceParams | None = None) -> RoiDetections:
-        """Detections of one uint8 ``[H, W, 3]`` image on the host, masks as tight ROIs."""
-        return self.predict_rois_batch([image], color_order, params)[0]
-
     def predict_rois_batch(self, images: Sequence[np.ndarray], color_order: str = 'bgr',
                            params: InferenceParams | None = None) -> list[RoiDetections]:
         """:meth:`predict_rois` of each image with one forward pass (timings: the whole batch)."""
@@ -409,33 +404,3 @@ class MaskRcnnSegmenter:
                    for boxes, scores, labels, masks, size in per_image]
         self._stop_clock(forwarded)
         return results
-
-    def __call__(self, image: np.ndarray, color_order: str = 'bgr',
-                 params: InferenceParams | None = None) -> Instances:
-        """Instances (full-frame bool masks, on the device) of one image (the evaluator's call)."""
-        return self.predict_batch([image], color_order, params)[0]
-
-    def predict_batch(self, images: Sequence[np.ndarray], color_order: str = 'bgr',
-                      params: InferenceParams | None = None) -> list[Instances]:
-        """Instances of each image; full masks built from the ROIs."""
-        results = []
-        for image, det in zip(images, self.predict_rois_batch(images, color_order, params)):
-            height, width = image.shape[:2]
-            masks = np.zeros((len(det.rois), height, width), dtype=bool)
-            for i, roi in enumerate(det.rois):
-                if roi is not None:
-                    x0, y0, crop = roi
-                    masks[i, y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
-            results.append(Instances(
-                image_size=(height, width), boxes_xyxy=torch.from_numpy(det.boxes_xyxy).to(self.device),
-                scores=torch.from_numpy(det.scores).to(self.device),
-                labels=torch.from_numpy(det.labels).to(self.device),
-                masks=torch.from_numpy(masks).to(self.device), class_names=self.class_names))
-        return results
-
-    def warmup(self, image_size: tuple[int, int] = (480, 640), iterations: int = 1) -> None:
-        """Run ``iterations`` predictions on a grey ``image_size`` (height, width) image."""
-        image = np.full((int(image_size[0]), int(image_size[1]), 3), 114, dtype=np.uint8)
-        for _ in range(iterations):
-            self.predict_rois(image)
-

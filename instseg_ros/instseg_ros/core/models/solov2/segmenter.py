@@ -22,12 +22,12 @@ from instseg_ros.core.models.solov2.network import SoloV2
 from instseg_ros.core.models.solov2.postprocess import DecodeParams, decode_single, mask_rois
 from instseg_ros.core.models.solov2.preprocess import preprocess_batch
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections
-from instseg_ros.core.structures import Instances
+from instseg_ros.core.roi_segmenter import RoiSegmenterMixin
 
 __all__ = ['SoloV2Segmenter']
 
 
-class SoloV2Segmenter:
+class SoloV2Segmenter(RoiSegmenterMixin):
     """Runs a :class:`SoloV2` network.
 
     Attributes:
@@ -103,11 +103,6 @@ class SoloV2Segmenter:
                                 'postprocess': (time.perf_counter() - forwarded) * 1e3}
         return out, batch.source_hw
 
-    def predict_rois(self, image: np.ndarray, color_order: str = 'bgr',
-                     params: InferenceParams | None = None) -> RoiDetections:
-        """One uint8 ``[H, W, 3]`` image -> detections with tight mask ROIs on the host."""
-        return self.predict_rois_batch([image], color_order, params)[0]
-
     def predict_rois_batch(self, images: Sequence[np.ndarray], color_order: str = 'bgr',
                            params: InferenceParams | None = None) -> list[RoiDetections]:
         """Several images (sizes may differ, padded together as mmdet batches) in one forward."""
@@ -116,25 +111,3 @@ class SoloV2Segmenter:
         results, _ = self._run(images, color_order, params)
         return [RoiDetections(boxes, scores.astype(np.float32), labels, rois)
                 for scores, labels, rois, boxes in results]
-
-    def __call__(self, image: np.ndarray, color_order: str = 'bgr',
-                 params: InferenceParams | None = None) -> Instances:
-        """One image -> :class:`Instances` with full-frame bool masks on ``device``."""
-        dets = self.predict_rois(image, color_order, params)
-        height, width = image.shape[:2]
-        masks = np.zeros((len(dets.rois), height, width), dtype=bool)
-        for i, roi in enumerate(dets.rois):
-            if roi is not None:
-                x0, y0, crop = roi
-                masks[i, y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
-        return Instances(image_size=(height, width),
-                         boxes_xyxy=torch.from_numpy(dets.boxes_xyxy).to(self.device),
-                         scores=torch.from_numpy(dets.scores).to(self.device),
-                         labels=torch.from_numpy(dets.labels).to(self.device),
-                         masks=torch.from_numpy(masks).to(self.device), class_names=self.class_names)
-
-    def warmup(self, image_size: tuple[int, int] = (480, 640), iterations: int = 1) -> None:
-        """Run predictions on a grey image (kernel selection, allocator)."""
-        grey = np.full((int(image_size[0]), int(image_size[1]), 3), 114, dtype=np.uint8)
-        for _ in range(int(iterations)):
-            self.predict_rois(grey)
