@@ -2,6 +2,7 @@
 backend, interleaved in one run, next to torchvision Mask R-CNN R50-FPN.
 
 Usage:  python bench/model.py [--rounds 5] [--threads 2] [--ap-scenes 100] [--out bench/results/model.json]
+        python bench/model.py --models yolact_resnet50 --no-maskrcnn --families rtmdet_ins_tiny rtmdet_ins_s solov2_r50
 
 Configurations per model (random weights, seeded): ``torch/fp32`` (the default, contiguous),
 ``torch/fp32-cl`` (fp32 forced channels-last), ``torch/bf16`` (channels-last), ``onnxruntime/fp32``, ``openvino/fp32`` and ``openvino/bf16``
@@ -110,6 +111,58 @@ def maskrcnn_runner(image: np.ndarray, device: str = 'cpu'):
     return run
 
 
+#: mmdetection families timed next to YOLACT (``--families``): preset -> file name as mmdet names it
+FAMILY_FILES = {'rtmdet_ins_tiny': 'rtmdet-ins_tiny_8xb32-300e_coco_random.pth',
+                'rtmdet_ins_s': 'rtmdet-ins_s_8xb32-300e_coco_random.pth',
+                'solov2_r50': 'solov2_r50_fpn_1x_coco_random.pth'}
+ROIS = 'torch/fp32-rois'
+
+
+def _family_state_dict(preset: str) -> dict:
+    """Random (seeded) weights of one mmdetection-family preset in mmdet's key layout."""
+    torch.manual_seed(0)
+    if preset.startswith('rtmdet_ins'):
+        from instseg_ros.core.models.rtmdet.config import get_config
+        from instseg_ros.core.models.rtmdet.testing import calibrated_state_dict
+        return calibrated_state_dict(get_config(preset), seed=0, cls_bias=0.0)
+    from instseg_ros.core.models.solov2.config import preset_config
+    from instseg_ros.core.models.solov2.network import SoloV2
+    state_dict = SoloV2(preset_config(preset)).eval().state_dict()
+    # mmdet's own initialisation of the class conv: prior probability 0.01 (else every grid cell
+    # of random weights passes score_thr and Matrix NMS runs on ~300k cell-class pairs)
+    state_dict['mask_head.conv_cls.bias'].fill_(-4.595)
+    return state_dict
+
+
+def roi_runner(segmenter, image: np.ndarray):
+    """End to end as the node runs it: ``predict_rois`` (masks straight to tight ROIs on the host)
+    with the segmenter's own default test settings (mmdet's test_cfg; YOLACT's InferenceParams()):
+    thresholds 0 would make SOLOv2's Matrix NMS and masks run on every grid cell of random weights."""
+    def run() -> dict:
+        start = time.perf_counter()
+        detections = segmenter.predict_rois(image, 'bgr')
+        total = (time.perf_counter() - start) * 1e3
+        return {**{f'{s}_ms': segmenter.last_timings_ms[s] for s in STAGES}, 'total_ms': total,
+                'detections': len(detections.scores)}
+    return run
+
+
+def family_runners(presets: list[str], export_dir: Path, image: np.ndarray, device: str) -> dict:
+    """``<preset>:torch/fp32-rois`` runners of mmdetection-format random checkpoints, plus YOLACT
+    R50 through the same ``predict_rois`` path as the yardstick."""
+    from instseg_ros.core.classes import COCO_CLASSES
+    from instseg_ros.core.segmenter import load_segmenter
+    runners = {}
+    for preset in presets:
+        path = export_dir / FAMILY_FILES[preset]
+        torch.save({'meta': {'dataset_meta': {'classes': COCO_CLASSES}},
+                    'state_dict': _family_state_dict(preset)}, path)
+        runners[f'{preset}:{ROIS}'] = roi_runner(load_segmenter(path, device=device), image)
+    model, cfg = _random_model('yolact_resnet50')
+    runners[f'yolact_resnet50:{ROIS}'] = roi_runner(Predictor(model, cfg, device), image)
+    return runners
+
+
 def ratios(summary: dict[str, dict]) -> dict[str, float]:
     """total_ms of each configuration / total_ms of the same model's torch/fp32."""
     out = {}
@@ -134,7 +187,7 @@ def markdown_table(summary: dict[str, dict], ratio: dict[str, float]) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--models', nargs='+', default=['yolact_resnet50', 'yolact_base'])
+    parser.add_argument('--models', nargs='*', default=['yolact_resnet50', 'yolact_base'])
     parser.add_argument('--rounds', type=int, default=5, help='timed interleaved rounds (median)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     parser.add_argument('--threads', type=int, default=2, help='threads for torch, ONNX Runtime, OpenVINO')
@@ -142,6 +195,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--height', type=int, default=480)
     parser.add_argument('--width', type=int, default=640)
     parser.add_argument('--no-maskrcnn', action='store_true', help='skip the Mask R-CNN comparison')
+    parser.add_argument('--families', nargs='*', default=[], choices=sorted(FAMILY_FILES),
+                        help='mmdetection presets timed end to end (predict_rois) next to YOLACT R50')
     parser.add_argument('--ap-scenes', type=int, default=0, help='also the shipped model AP per config on '
                         'N eval scenes (seed 7; 100 = the model card set)')
     parser.add_argument('--out', type=Path, default=Path(__file__).resolve().parent / 'results' / 'model.json')
@@ -159,11 +214,17 @@ def main(argv: list[str] | None = None) -> dict:
             print(f'preparing {name} ...', file=sys.stderr, flush=True)
             for config, predictor in yolact_predictors(name, Path(export_dir), args.device).items():
                 runners[f'{name}:{config}'] = yolact_runner(predictor, image)
+        if args.families:
+            print(f'preparing {", ".join(args.families)} ...', file=sys.stderr, flush=True)
+            runners.update(family_runners(args.families, Path(export_dir), image, args.device))
     if not args.no_maskrcnn:
         runners[MASKRCNN] = maskrcnn_runner(image, args.device)
     samples = harness.interleaved(runners, args.rounds, args.warmup)
     summary = {key: harness.medians(values) for key, values in samples.items()}
     ratio = ratios(summary)
+    for preset in args.families:  # each family relative to YOLACT R50 on the same predict_rois path
+        ratio[f'{preset}/yolact_resnet50:{ROIS}'] = round(
+            summary[f'{preset}:{ROIS}']['total_ms'] / summary[f'yolact_resnet50:{ROIS}']['total_ms'], 3)
     for name in args.models:  # Mask R-CNN relative to each model's reference
         if MASKRCNN in summary:
             ratio[f'{MASKRCNN}/{name}:{REFERENCE}'] = round(
