@@ -10,9 +10,13 @@ within 1e-4 and every box coordinate within 0.5 px; matched pairs report their m
 every reference detection matched (and no extra ones) and mask IoU > 0.99 on >= 99 % of them.
 
     MMDET_PATH=/work/scratch/mmlib python bench/parity_mmdet.py [--presets rtmdet_ins_tiny ...]
+    python bench/parity_mmdet.py --family condinst [--sizes 480x640 333x250]
     python bench/parity_mmdet.py --golden instseg_ros/test/data/rtmdet_golden.json
+    python bench/parity_mmdet.py --family condinst --golden instseg_ros/test/data/condinst_golden.json
 
-Add a family (CondInst, SOLOv2) with one :class:`Family` entry in ``FAMILIES``.
+Each run replaces its own presets in ``--out`` and keeps the other families' results.
+
+Add a family (e.g. SOLOv2) with one :class:`Family` entry in ``FAMILIES``.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class Family:
     build: Callable[..., object]          # (weights path) -> our Segmenter
     params: Callable[[], object]          # () -> InferenceParams equal to mmdet's test_cfg
     weights: Callable[..., dict]  # (preset, seed, images_bgr) -> state dict with detections
+    golden: Callable[..., None] | None = None  # (path, seed) -> writes the family's test golden file
 
 
 def _rtmdet_weights(preset: str, seed: int, images_bgr) -> dict:
@@ -70,7 +75,37 @@ def _rtmdet_family() -> Family:
                   params=lambda: rtmdet.MMDET_TEST_PARAMS, weights=_rtmdet_weights)
 
 
-FAMILIES: dict[str, Callable[[], Family]] = {'rtmdet_ins': _rtmdet_family}
+def _condinst_weights(preset: str, seed: int, images_bgr) -> dict:
+    """Synthetic CondInst weights, BatchNorm statistics measured on the parity images, class
+    biases shifted so that every image has candidates."""
+    from instseg_ros.core.models.condinst import get_config
+    from instseg_ros.core.models.condinst.testing import calibrated_state_dict, shift_class_biases
+    from instseg_ros.core.models.condinst.preprocess import preprocess_batch
+    cfg = get_config(preset)
+    batch = preprocess_batch(images_bgr, 'bgr', cfg.test_scale, cfg.size_divisor, cfg.mean_rgb, cfg.std_rgb,
+                             torch.device('cpu')).images
+    state = calibrated_state_dict(cfg, batch, seed, cls_bias=-4.0)
+    return shift_class_biases(state, cfg, batch, candidates=250)
+
+
+def _condinst_golden(path: Path, seed: int = 0) -> None:
+    """Write test_condinst.py's golden file: mmdet's detections of the test's image with the
+    test's seeded weights."""
+    sys.path.insert(0, str(HERE.parent / 'instseg_ros' / 'test' / 'core'))
+    from test_condinst import GOLDEN_CONFIG, golden_image, golden_state_dict
+    model, cfg = reference.build_detector(GOLDEN_CONFIG)
+    model.load_state_dict(golden_state_dict(seed), strict=True)
+    _write_golden(path, reference.inference(model, cfg, golden_image()), seed, '--family condinst --golden')
+
+
+def _condinst_family() -> Family:
+    from instseg_ros.core.models import condinst
+    return Family({'condinst_r50': 'condinst/condinst_r50_fpn_ms-poly-90k_coco_instance.py'},
+                  build=lambda path: condinst.build_segmenter(path), params=lambda: condinst.MMDET_TEST_PARAMS,
+                  weights=_condinst_weights, golden=_condinst_golden)
+
+
+FAMILIES: dict[str, Callable[[], Family]] = {'rtmdet_ins': _rtmdet_family, 'condinst': _condinst_family}
 
 
 def scenes(seed: int = 7) -> list[tuple[str, np.ndarray]]:
@@ -162,9 +197,13 @@ def golden(path: Path, seed: int = 0) -> None:
     from test_rtmdet import golden_state_dict, golden_image
     model, cfg = reference.build_detector('rtmdet/rtmdet-ins_tiny_8xb32-300e_coco.py')
     model.load_state_dict(golden_state_dict(seed), strict=True)
-    ref = reference.inference(model, cfg, golden_image())
+    _write_golden(path, reference.inference(model, cfg, golden_image()), seed, '--golden')
+
+
+def _write_golden(path: Path, ref, seed: int, options: str) -> None:
+    """The first 12 of mmdet's detections ``ref`` (InstanceData) as small JSON numbers."""
     top = slice(0, 12)
-    data = {'source': 'mmdet 3.3.0 inference (bench/parity_mmdet.py --golden)', 'seed': seed,
+    data = {'source': f'mmdet 3.3.0 inference (bench/parity_mmdet.py {options})', 'seed': seed,
             'count': int(len(ref.scores)),
             'boxes_xyxy': [[round(float(v), 3) for v in b] for b in ref.bboxes[top]],
             'scores': [round(float(s), 6) for s in ref.scores[top]],
@@ -176,7 +215,9 @@ def golden(path: Path, seed: int = 0) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('--family', default='rtmdet_ins', choices=sorted(FAMILIES))
+    parser.add_argument('--family', default='rtmdet_ins', choices=sorted(FAMILIES),
+                        help='the family to run; results of other families already in --out are kept')
+    parser.add_argument('--sizes', nargs='*', help='scene sizes HxW to run (default: all of IMAGE_SIZES_HW)')
     parser.add_argument('--presets', nargs='*', help='default: every preset of the family')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--out', type=Path, default=HERE / 'results' / 'parity_mmdet.json')
@@ -184,27 +225,46 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     reference.setup()
     torch.set_grad_enabled(False)
-    if args.golden:
-        golden(args.golden, args.seed)
-        return 0
     family = FAMILIES[args.family]()
-    images = scenes()
+    if args.golden:
+        (family.golden or golden)(args.golden, args.seed)
+        return 0
+    images = [(name, image) for name, image in scenes() if not args.sizes or name in args.sizes]
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for preset in args.presets or list(family.configs):
             results[preset] = run_preset(family, preset, images, args.seed, Path(tmp))
     ok = all(r['passed'] for rows in results.values() for r in rows.values())
-    report = {'machine': f'{platform.node()} {platform.processor() or platform.machine()}, '
-                         f'{torch.get_num_threads()} threads, torch {torch.__version__}',
-              'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
-              'command': ' '.join(['python', 'bench/parity_mmdet.py', *(argv or sys.argv[1:])]),
-              'criteria': {'score_tol': SCORE_TOL, 'box_tol_px': BOX_TOL_PX, 'mask_iou': MASK_IOU_MIN,
-                           'mask_share': MASK_SHARE_MIN},
-              'family': args.family, 'seed': args.seed, 'passed': ok, 'results': results}
+    run = {'machine': f'{platform.node()} {platform.processor() or platform.machine()}, '
+                      f'{torch.get_num_threads()} threads, torch {torch.__version__}',
+           'date_utc': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
+           'command': ' '.join(['python', 'bench/parity_mmdet.py', *(argv or sys.argv[1:])]),
+           'seed': args.seed, 'presets': sorted(results), 'passed': ok}
+    report = merge_report(args.out, args.family, run, results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=1) + '\n')
-    print(f'{"PASS" if ok else "FAIL"}: wrote {args.out}')
+    print(f'{"PASS" if ok else "FAIL"}: wrote {args.out} (all families: '
+          f'{"PASS" if report["passed"] else "FAIL"})')
     return 0 if ok else 1
+
+
+def merge_report(path: Path, family: str, run: dict, results: dict) -> dict:
+    """The report at ``path`` (if any) with this run's presets replaced or added: ``results`` by
+    preset (all families), ``families`` by family (machine, date, command, seed, presets,
+    passed). A report of the older one-family layout (top-level 'family', 'machine' ...) is
+    converted, so no earlier result is lost."""
+    old = json.loads(path.read_text()) if path.is_file() else {}
+    families = dict(old.get('families', {}))
+    if 'family' in old:  # older layout: one family's run at the top level
+        families[old['family']] = {k: old[k] for k in ('machine', 'date_utc', 'command', 'seed', 'passed')
+                                   if k in old}
+        families[old['family']]['presets'] = sorted(old.get('results', {}))
+    families[family] = run
+    merged = {**old.get('results', {}), **results}
+    return {'criteria': {'score_tol': SCORE_TOL, 'box_tol_px': BOX_TOL_PX, 'mask_iou': MASK_IOU_MIN,
+                         'mask_share': MASK_SHARE_MIN},
+            'passed': all(r['passed'] for rows in merged.values() for r in rows.values()),
+            'families': families, 'results': merged}
 
 
 if __name__ == '__main__':

@@ -228,16 +228,18 @@ def _tight(crop: np.ndarray, x0: int, y0: int) -> Roi | None:
 
 
 def mask_rois(logits: torch.Tensor, taps_y: AxisTaps, taps_x: AxisTaps, threshold: float = 0.5,
-              max_elements: int = 1 << 22) -> list[Roi | None]:
+              max_elements: int = 1 << 22, probabilities: bool = False) -> list[Roi | None]:
     """Tight ROIs of ``sigmoid(resample(logits)) > threshold`` without full frames (compared as
-    ``resample(logits) > logit(threshold)``).
+    ``resample(logits) > logit(threshold)``); with ``probabilities=True`` the grid already holds
+    probabilities (CondInst resamples after the sigmoid) and ``resample(grid) > threshold``.
 
     Args:
-        logits: float ``[N, Hg, Wg]`` grid logits (any device).
+        logits: float ``[N, Hg, Wg]`` grid logits (any device), or probabilities (see above).
         taps_y / taps_x: :func:`resample_taps` of the rows / columns (grid -> source pixels).
         threshold: probability threshold in (0, 1) (strict ``>``, as mmdet's ``mask_thr_binary``).
         max_elements: values evaluated per batched step (memory bound; instances are grouped by
             window size, a Python loop over groups only).
+        probabilities: the grid holds probabilities in [0, 1], compared with ``threshold`` as is.
 
     Returns:
         N entries ``(x0, y0, crop)``: ``crop`` a C-contiguous bool numpy ``[rows, cols]`` whose
@@ -248,8 +250,11 @@ def mask_rois(logits: torch.Tensor, taps_y: AxisTaps, taps_x: AxisTaps, threshol
         return []
     if not 0.0 < threshold < 1.0:
         raise ValueError(f'threshold must be in (0, 1), got {threshold}')
-    exact_level = math.log(threshold / (1.0 - threshold))  # sigmoid(v) > t  <=>  v > logit(t)
-    level = exact_level - 1e-4  # support margin for float rounding
+    if probabilities:
+        exact_level, level = threshold, threshold - 1e-5  # margin for float rounding
+    else:
+        exact_level = math.log(threshold / (1.0 - threshold))  # sigmoid(v) > t  <=>  v > logit(t)
+        level = exact_level - 1e-4  # support margin for float rounding
     windows = _support_windows(logits, level, taps_y, taps_x)
     sizes = (windows[:, 2] - windows[:, 0]).clip(0) * (windows[:, 3] - windows[:, 1]).clip(0)
     rois: list[Roi | None] = [None] * num

@@ -1,0 +1,62 @@
+"""mmdetection's CondInst test preprocessing (``ms-poly-90k_coco-instance``: Detectron2-aligned,
+Pillow resize): keep-ratio resize into (1333, 800) with **Pillow** bilinear on the uint8 image
+(mmcv ``imrescale(backend='pillow')``: same sizes as the OpenCV path, different pixels, and
+antialiased when shrinking), BGR -> RGB, ``(x - mean) / std`` in float32, zero padding
+(bottom/right) of the batch to a multiple of ``size_divisor``."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from instseg_ros.core.models.solov2.preprocess import Batch, resized_shape
+
+__all__ = ['Batch', 'check_image', 'pillow_resize', 'preprocess_batch']
+
+
+def check_image(image: np.ndarray, color_order: str) -> None:
+    """ValueError unless ``image`` is a non-empty uint8 ``[H, W, 3]`` array and ``color_order``
+    is 'bgr' or 'rgb'."""
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        got = f'{image.dtype} {image.shape}' if isinstance(image, np.ndarray) else type(image).__name__
+        raise ValueError(f'expected a uint8 [H, W, 3] image, got {got}')
+    if min(image.shape[:2]) < 1:
+        raise ValueError(f'empty image {image.shape}')
+    if color_order not in ('bgr', 'rgb'):
+        raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
+
+
+def pillow_resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` -> uint8 ``[h, w, 3]`` by Pillow's bilinear filter (channels
+    independent, so the channel order does not matter)."""
+    from PIL import Image
+    resample = getattr(Image, 'Resampling', Image).BILINEAR
+    resized = Image.fromarray(np.ascontiguousarray(image)).resize((int(size_hw[1]), int(size_hw[0])), resample)
+    return np.array(resized)  # a writable copy
+
+
+def preprocess_batch(images: Sequence[np.ndarray], color_order: str, scale: tuple[int, int],
+                     size_divisor: int, mean_rgb: Sequence[float], std_rgb: Sequence[float],
+                     device: torch.device) -> Batch:
+    """uint8 ``[H, W, 3]`` images (sizes may differ) -> :class:`Batch` (float32 ``[B, 3, Hp, Wp]``
+    normalised RGB on ``device``, resized and source sizes)."""
+    mean = torch.tensor(mean_rgb, dtype=torch.float32, device=device)[:, None, None]
+    std = torch.tensor(std_rgb, dtype=torch.float32, device=device)[:, None, None]
+    tensors, resized, sources = [], [], []
+    for image in images:
+        check_image(image, color_order)
+        height, width = image.shape[:2]
+        new_hw = resized_shape(height, width, scale)
+        tensor = torch.from_numpy(pillow_resize(image, new_hw)).to(device).permute(2, 0, 1)
+        if color_order == 'bgr':
+            tensor = tensor.flip(0)
+        tensors.append((tensor.to(torch.float32) - mean) / std)
+        resized.append(new_hw)
+        sources.append((height, width))
+    pad_h = -(-max(h for h, _ in resized) // size_divisor) * size_divisor
+    pad_w = -(-max(w for _, w in resized) // size_divisor) * size_divisor
+    batch = torch.stack([F.pad(t, (0, pad_w - t.shape[2], 0, pad_h - t.shape[1])) for t in tensors])
+    return Batch(batch, resized, sources)
