@@ -275,7 +275,8 @@ def test_class_names_count_mismatch_and_backend(golden_file):
 
 def test_meta_classes_coco_fallback_and_strict_keys(tmp_path):
     sd = CondInst(get_config(num_classes=3)).state_dict()
-    path = save_published(sd, tmp_path / 'condinst_r50_custom.pth', classes=['a', 'b'])
+    path = save_published(sd, tmp_path / 'condinst_r50_custom.pth', classes=['a', 'b'], best=np.float64(0.4),
+                          optimizer={'state': {}, 'param_groups': [{'lr': 0.01}]})  # a training-run file
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(path)
     assert '3 classes but 2 names are in its meta' in _one_line_error(excinfo)
@@ -288,3 +289,25 @@ def test_meta_classes_coco_fallback_and_strict_keys(tmp_path):
         condinst.build_segmenter(save_published(coco, tmp_path / 'broken.pth'))
     text = _one_line_error(excinfo)
     assert 'conv_branch.2.bn.running_var' in text and 'bbox_head.extra.weight' in text
+
+
+class HistoryBuffer:  # stands in for mmengine's (pickled under mmengine's module name below)
+    def __init__(self):
+        self.values = [1.0]
+
+
+def test_training_run_with_mmengine_objects_is_refused(tmp_path, monkeypatch):
+    import sys
+    import types
+    names = ('mmengine', 'mmengine.logging', 'mmengine.logging.history_buffer')
+    with monkeypatch.context() as patch:
+        for name in names:
+            patch.setitem(sys.modules, name, types.ModuleType(name))
+        sys.modules[names[-1]].HistoryBuffer = HistoryBuffer
+        patch.setattr(HistoryBuffer, '__module__', names[-1])
+        path = save_published({'bbox_head.controller.weight': torch.zeros(1)}, tmp_path / 'iter_90000.pth',
+                              message_hub={'log_scalars': {'loss': HistoryBuffer()}})
+    with pytest.raises(CheckpointError) as excinfo:
+        condinst.build_segmenter(path)
+    text = _one_line_error(excinfo)
+    assert 'publish_model' in text and 'HistoryBuffer' in text

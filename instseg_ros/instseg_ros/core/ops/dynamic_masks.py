@@ -18,7 +18,9 @@ Three steps, each usable alone:
    (every output value is a convex combination of grid values, so a pixel can exceed the logit
    threshold only if a grid cell it reads does), evaluated only inside that window and shrunk to
    the tight box of its True pixels: ``(x0, y0, crop)`` ROIs as ``RoiDetections`` holds them,
-   without N full-frame masks.
+   without N full-frame masks. The grid may hold logits (RTMDet-Ins: sigmoid after the
+   resampling) or probabilities (``probabilities=True``; CondInst applies the sigmoid between
+   its two upsamplings, so the grid passed here is already past the sigmoid).
 """
 
 from __future__ import annotations

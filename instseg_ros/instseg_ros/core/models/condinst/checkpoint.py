@@ -66,8 +66,14 @@ def load_condinst_file(path: str | os.PathLike) -> tuple[StateDict, dict]:
     Python objects, or one that is not a CondInst state dict (naming the family it looks like).
     """
     path = str(path)
-    with torch.serialization.safe_globals(_numpy_scalar_types()):
-        obj = read_weights_file(path)
+    try:
+        with torch.serialization.safe_globals(_numpy_scalar_types()):
+            obj = read_weights_file(path)
+    except CheckpointError as exc:
+        if 'mmengine' not in str(exc):
+            raise
+        raise CheckpointError(f"{exc}; keep only its weights with mmdet's "
+                              'tools/model_converters/publish_model.py and load that file') from None
     meta = obj.get('meta') if isinstance(obj, dict) and isinstance(obj.get('meta'), dict) else {}
     state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict) or not state or not all(
