@@ -142,29 +142,31 @@ BUILDERS: dict[str, Callable[..., Segmenter]] = {
     'yolact': _build_yolact, 'maskrcnn': _build_maskrcnn,
     'rtmdet_ins': _build_family('instseg_ros.core.models.rtmdet'),
     'solov2': _build_family('instseg_ros.core.models.solov2'),
+    'condinst': _build_family('instseg_ros.core.models.condinst'),
 }
 
 #: each family in words (the node's Ready line)
 FAMILY_TITLES = {'yolact': 'YOLACT', 'maskrcnn': 'Mask R-CNN (torchvision)',
-                 'rtmdet_ins': 'RTMDet-Ins (mmdetection)', 'solov2': 'SOLOv2 (mmdetection)'}
+                 'rtmdet_ins': 'RTMDet-Ins (mmdetection)', 'solov2': 'SOLOv2 (mmdetection)',
+                 'condinst': 'CondInst (mmdetection)'}
 
 
 def family_presets() -> dict[str, tuple[str, ...]]:
     """Family -> its preset names."""
-    from instseg_ros.core.models import rtmdet, solov2
+    from instseg_ros.core.models import condinst, rtmdet, solov2
     return {'yolact': tuple(YOLACT_PRESETS), 'maskrcnn': MASKRCNN_PRESET_NAMES,
-            'rtmdet_ins': tuple(rtmdet.PRESETS), 'solov2': tuple(solov2.PRESETS)}
+            'rtmdet_ins': tuple(rtmdet.PRESETS), 'solov2': tuple(solov2.PRESETS),
+            'condinst': tuple(condinst.PRESETS)}
 
 
 def _family_from_file_name(weights: str | os.PathLike) -> str | None:
-    from instseg_ros.core.models import rtmdet, solov2
+    from instseg_ros.core.models import condinst, rtmdet, solov2
     name = Path(weights).name
     if name.lower().startswith('maskrcnn'):
         return 'maskrcnn'
-    if rtmdet.preset_from_file_name(name):
-        return 'rtmdet_ins'
-    if solov2.preset_from_file_name(name):
-        return 'solov2'
+    for family, module in (('rtmdet_ins', rtmdet), ('solov2', solov2), ('condinst', condinst)):
+        if module.preset_from_file_name(name):
+            return family
     return None
 
 
@@ -175,7 +177,8 @@ def all_presets() -> list[str]:
 
 def model_family(preset: str, weights: str | os.PathLike, model: str = 'auto') -> str:
     """Which builder: ``model`` if given, else the family of the preset, else from the file name
-    (``maskrcnn_*``, mmdetection's ``rtmdet-ins_*`` / ``solov2*`` names; anything else 'yolact').
+    (``maskrcnn_*``, mmdetection's ``rtmdet-ins_*`` / ``solov2*`` / ``condinst_*`` names; anything
+    else 'yolact').
     Raises CheckpointError for an unknown model or preset, or a model that contradicts the preset."""
     if model not in ('auto', *BUILDERS):
         raise CheckpointError(f"unknown model {model!r}; use one of {sorted(BUILDERS)} or auto")

@@ -24,10 +24,11 @@ NOT_GIVEN = '(from params_file)'
 
 #: launch argument -> description; each is the node parameter of that name (see params.py)
 PARAMETER_ARGUMENTS = {
-    'weights': 'Checkpoint (.pth): YOLACT, torchvision Mask R-CNN, mmdetection RTMDet-Ins / SOLOv2. '
+    'weights': 'Checkpoint (.pth): YOLACT, torchvision Mask R-CNN, mmdetection RTMDet-Ins / SOLOv2 / '
+               'CondInst. '
                'Empty: the shipped demo model.',
     'preset': 'Model preset (yolact_*, maskrcnn_resnet50_fpn[_v2], rtmdet_ins_{tiny,s,m}, '
-              'solov2_[light_]r50) or auto (from the file name).',
+              'solov2_[light_]r50, condinst_r50) or auto (from the file name).',
     'class_names_file': 'Class names of a custom-trained checkpoint (one per line).',
     'device': 'auto | cuda | cuda:N | cpu',
     'half': 'FP16 inference on CUDA (alias of precision:=fp16).',

@@ -34,13 +34,14 @@ class ParamSpec:
 PARAMETERS: tuple[ParamSpec, ...] = (
     # --- model (read-only) ---
     ParamSpec('weights', '', 'Path to a YOLACT/YOLACT++ checkpoint, a torchvision Mask R-CNN '
-              'file or an mmdetection 3.x RTMDet-Ins / SOLOv2 checkpoint (.pth). Empty: the small '
+              'file or an mmdetection 3.x RTMDet-Ins / SOLOv2 / CondInst checkpoint (.pth). Empty: the small '
               'demo model shipped with the package (synthetic shapes).', read_only=True),
     ParamSpec('preset', 'auto', "Model preset (yolact_base, yolact_resnet50, yolact_darknet53, "
               "yolact_im700, yolact_plus_base, yolact_plus_resnet50, yolact_small, "
               "maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2, rtmdet_ins_tiny, rtmdet_ins_s, "
-              "rtmdet_ins_m, solov2_r50, solov2_light_r50) or 'auto' (the family from the file "
-              "name: maskrcnn_*, mmdetection's rtmdet-ins_* / solov2*, else YOLACT; the preset "
+              "rtmdet_ins_m, solov2_r50, solov2_light_r50, condinst_r50) or 'auto' (the family from "
+              "the file name: maskrcnn_*, mmdetection's rtmdet-ins_* / solov2* / condinst_*, else "
+              "YOLACT; the preset "
               'from the name, checked against the tensor shapes).', read_only=True),
     ParamSpec('class_names_file', '', 'Text/YAML/JSON file with one class name per class for '
               'custom-trained checkpoints. Empty: COCO names (or the shipped model\'s names).',

@@ -13,6 +13,7 @@ PUBLISHED = {
     'solov2_r50_fpn_1x_coco_20220512_125858-a357fa23.pth': ('solov2', 'solov2_r50'),
     'solov2_r50_fpn_3x_coco_20220512_125856-fed092d4.pth': ('solov2', 'solov2_r50'),
     'solov2_light_r50_fpn_3x_coco_20220512_165256-c93a6074.pth': ('solov2', 'solov2_light_r50'),
+    'condinst_r50_fpn_ms-poly-90k_coco_instance_20221129_125223-4c186406.pth': ('condinst', 'condinst_r50'),
     'maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth': ('maskrcnn', None),
     'yolact_base_54_800000.pth': ('yolact', None),
     'my_model.pth': ('yolact', None),
@@ -21,10 +22,11 @@ PUBLISHED = {
 
 @pytest.mark.parametrize('name', sorted(PUBLISHED))
 def test_published_file_names_pick_family_and_preset(name):
-    from instseg_ros.core.models import rtmdet, solov2
+    from instseg_ros.core.models import condinst, rtmdet, solov2
     family, preset = PUBLISHED[name]
     assert model_family('auto', name) == family
-    named = {'rtmdet_ins': rtmdet.preset_from_file_name, 'solov2': solov2.preset_from_file_name}
+    named = {'rtmdet_ins': rtmdet.preset_from_file_name, 'solov2': solov2.preset_from_file_name,
+             'condinst': condinst.preset_from_file_name}
     if preset is not None:
         assert named[family](name) == preset
     for other, from_name in named.items():
@@ -35,7 +37,8 @@ def test_published_file_names_pick_family_and_preset(name):
 def test_every_family_has_a_builder_title_and_presets():
     presets = family_presets()
     assert set(presets) == set(BUILDERS) == set(FAMILY_TITLES)
-    assert {'rtmdet_ins_tiny', 'rtmdet_ins_s', 'rtmdet_ins_m', 'solov2_r50', 'solov2_light_r50'} <= set(all_presets())
+    assert {'rtmdet_ins_tiny', 'rtmdet_ins_s', 'rtmdet_ins_m', 'solov2_r50', 'solov2_light_r50',
+            'condinst_r50'} <= set(all_presets())
     for family, names in presets.items():
         for preset in names:
             assert model_family(preset, 'any.pth') == family

@@ -17,7 +17,7 @@ from instseg_ros.core.models.condinst.postprocess import detect, mask_probabilit
 from instseg_ros.core.models.condinst.preprocess import preprocess_batch
 from instseg_ros.core.ops.dynamic_masks import mask_rois
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections
-from instseg_ros.core.structures import Instances
+from instseg_ros.core.roi_segmenter import RoiSegmenterMixin
 
 __all__ = ['MMDET_TEST_PARAMS', 'CondInstSegmenter', 'build_segmenter']
 
@@ -27,7 +27,7 @@ MMDET_TEST_PARAMS = InferenceParams(score_threshold=0.0, nms_threshold=0.6, max_
                                     conf_threshold=0.05)
 
 
-class CondInstSegmenter:
+class CondInstSegmenter(RoiSegmenterMixin):
     """CondInst R50 on one device.
 
     ``InferenceParams`` mapping: ``conf_threshold`` is mmdet's ``score_thr`` (class scores,
@@ -120,41 +120,6 @@ class CondInstSegmenter:
                                 'forward': (forwarded - preprocessed) * 1e3,
                                 'postprocess': (time.perf_counter() - forwarded) * 1e3}
         return results
-
-    def predict_rois(self, image: np.ndarray, color_order: str = 'bgr',
-                     params: InferenceParams | None = None) -> RoiDetections:
-        """Detections of one uint8 ``[H, W, 3]`` image on the host, masks as tight ROIs."""
-        return self.predict_rois_batch([image], color_order, params)[0]
-
-    def predict_batch(self, images: Sequence[np.ndarray], color_order: str = 'bgr',
-                      params: InferenceParams | None = None) -> list[Instances]:
-        """Instances (full-frame bool masks on the device) of each image, built from the ROIs."""
-        out = []
-        for image, det in zip(images, self.predict_rois_batch(images, color_order, params)):
-            height, width = image.shape[:2]
-            masks = np.zeros((len(det.rois), height, width), dtype=bool)
-            for i, roi in enumerate(det.rois):
-                if roi is not None:
-                    x0, y0, crop = roi
-                    masks[i, y0:y0 + crop.shape[0], x0:x0 + crop.shape[1]] = crop
-            out.append(Instances(
-                image_size=(height, width), boxes_xyxy=torch.from_numpy(det.boxes_xyxy).to(self.device),
-                scores=torch.from_numpy(det.scores).to(self.device),
-                labels=torch.from_numpy(det.labels).to(self.device),
-                masks=torch.from_numpy(masks).to(self.device), class_names=self.class_names))
-        return out
-
-    def __call__(self, image: np.ndarray, color_order: str = 'bgr',
-                 params: InferenceParams | None = None) -> Instances:
-        """Instances of one image (the evaluator's call)."""
-        return self.predict_batch([image], color_order, params)[0]
-
-    def warmup(self, image_size: tuple[int, int] = (480, 640), iterations: int = 1) -> None:
-        """Run ``iterations`` predictions on a grey ``image_size`` (height, width) image."""
-        image = np.full((int(image_size[0]), int(image_size[1]), 3), 114, dtype=np.uint8)
-        for _ in range(iterations):
-            self.predict_rois(image)
-
 
 def build_segmenter(weights: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cpu',
                     half: bool = False, class_names: Sequence[str] | None = None,
