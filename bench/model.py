@@ -2,7 +2,7 @@
 backend, interleaved in one run, next to torchvision Mask R-CNN R50-FPN.
 
 Usage:  python bench/model.py [--rounds 5] [--threads 2] [--ap-scenes 100] [--out bench/results/model.json]
-        python bench/model.py --models yolact_resnet50 --no-maskrcnn --families rtmdet_ins_tiny rtmdet_ins_s solov2_r50
+        python bench/model.py --families rtmdet_ins_tiny rtmdet_ins_s solov2_r50 condinst_r50
 
 Configurations per model (random weights, seeded): ``torch/fp32`` (the default, contiguous),
 ``torch/fp32-cl`` (fp32 forced channels-last), ``torch/bf16`` (channels-last), ``onnxruntime/fp32``, ``openvino/fp32`` and ``openvino/bf16``
@@ -114,7 +114,8 @@ def maskrcnn_runner(image: np.ndarray, device: str = 'cpu'):
 #: mmdetection families timed next to YOLACT (``--families``): preset -> file name as mmdet names it
 FAMILY_FILES = {'rtmdet_ins_tiny': 'rtmdet-ins_tiny_8xb32-300e_coco_random.pth',
                 'rtmdet_ins_s': 'rtmdet-ins_s_8xb32-300e_coco_random.pth',
-                'solov2_r50': 'solov2_r50_fpn_1x_coco_random.pth'}
+                'solov2_r50': 'solov2_r50_fpn_1x_coco_random.pth',
+                'condinst_r50': 'condinst_r50_fpn_ms-poly-90k_coco_instance_random.pth'}
 ROIS = 'torch/fp32-rois'
 
 
@@ -125,6 +126,11 @@ def _family_state_dict(preset: str) -> dict:
         from instseg_ros.core.models.rtmdet.config import get_config
         from instseg_ros.core.models.rtmdet.testing import calibrated_state_dict
         return calibrated_state_dict(get_config(preset), seed=0, cls_bias=0.0)
+    if preset.startswith('condinst'):
+        from instseg_ros.core.models.condinst import CondInst, get_config
+        from instseg_ros.core.models.condinst.testing import synthetic_state_dict
+        shapes = {k: tuple(v.shape) for k, v in CondInst(get_config(preset)).state_dict().items()}
+        return synthetic_state_dict(shapes, seed=0)
     from instseg_ros.core.models.solov2.config import preset_config
     from instseg_ros.core.models.solov2.network import SoloV2
     state_dict = SoloV2(preset_config(preset)).eval().state_dict()
