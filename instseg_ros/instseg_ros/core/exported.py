@@ -121,8 +121,13 @@ def read_sidecar(onnx_path: str | Path) -> dict:
     except (OSError, ValueError) as exc:
         raise ValueError(f'{onnx_path}: cannot read its side-car {sidecar.name} ({exc}); export with '
                          'instseg-export, which writes both') from None
-    if data.get('format') != EXPORT_FORMAT:
-        raise ValueError(f'{sidecar}: not an instseg-export side-car (format {data.get("format")!r})')
+    if not isinstance(data, dict) or data.get('format') != EXPORT_FORMAT:
+        found = data.get('format') if isinstance(data, dict) else type(data).__name__
+        raise ValueError(f'{sidecar}: not an instseg-export side-car (format {found!r})')
+    missing = [key for key in ('config', 'names', 'input', 'outputs') if key not in data]
+    if missing:
+        raise ValueError(f'{sidecar}: incomplete instseg-export side-car (no {", ".join(missing)}); '
+                         'export again with instseg-export')
     return data
 
 
@@ -221,7 +226,12 @@ def load_network(path: str | Path, backend: str, preset: str = 'auto', device: t
     path = Path(path)
     onnx_path = path if path.suffix == '.onnx' else cached_export(path, preset, num_classes)
     sidecar = read_sidecar(onnx_path)
-    cfg = config_from_dict(sidecar['config'])
+    try:
+        cfg = config_from_dict(sidecar['config'])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f'{onnx_path.with_suffix(".json").name}: the side-car\'s config is not an '
+                         f'instseg-export config ({type(exc).__name__}: {exc}); export again with '
+                         'instseg-export') from None
     maskiou = onnx_path.with_suffix('.maskiou.onnx') if sidecar.get('maskiou_graph') else None
     for graph in (onnx_path, maskiou):
         if graph is not None:

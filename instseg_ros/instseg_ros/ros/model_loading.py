@@ -55,7 +55,7 @@ def resolve_weights(weights: str, logger) -> pathlib.Path:
 
 
 def _class_names(params, weights: pathlib.Path):
-    """Names from class_names_file, else from the ``<stem>.json`` side-car, else None."""
+    """Names from class_names_file, else from the ``<stem>.json`` side-car of a checkpoint, else None."""
     if params.class_names_file:
         try:
             return load_class_names(params.class_names_file)
@@ -64,8 +64,8 @@ def _class_names(params, weights: pathlib.Path):
                                f'{one_line(exc)}. Pass a text file with one class name per line '
                                '(or a JSON/YAML list)') from None
     sidecar = weights.with_suffix('.json')
-    if not sidecar.is_file():
-        return None
+    if weights.suffix == '.onnx' or not sidecar.is_file():
+        return None  # an export's side-car (names, config) is read with the graph (core.exported)
     try:
         return load_class_names(sidecar)
     except _CLASS_FILE_ERRORS as exc:
@@ -90,7 +90,19 @@ def _device(params) -> torch.device:
         raise StartupError(f'{one_line(exc)}. Pass device:=auto, cpu, cuda or cuda:N') from None
 
 
+#: an mmdetection file name of each mmdetection family, for the hint
+_MMDET_EXAMPLES = {'rtmdet_ins': ('rtmdet-ins_tiny_8xb32-300e_coco_20221130_151727-ec670f7e.pth', 'rtmdet_ins_tiny'),
+                   'solov2': ('solov2_r50_fpn_1x_coco_20220512_125858-a357fa23.pth', 'solov2_r50'),
+                   'condinst': ('condinst_r50_fpn_ms-poly-90k_coco_instance_20221129_125223-4c186406.pth',
+                                'condinst_r50')}
+
+
 def _hint(family: str) -> str:
+    if family in _MMDET_EXAMPLES:
+        name, preset = _MMDET_EXAMPLES[family]
+        return (f'Check weights:= and preset:= (auto takes the family and preset from mmdetection\'s file '
+                f'name, e.g. {name}, and checks them against the tensors; any name works with '
+                f'preset:={preset})')
     if family == 'maskrcnn':
         return ('Check weights:= and preset:= (auto infers maskrcnn_resnet50_fpn or '
                 'maskrcnn_resnet50_fpn_v2 from the file name, e.g. '
@@ -148,7 +160,8 @@ def load_pipeline(params, logger) -> FramePipeline:
         except ImportError as exc:  # an exported backend whose package is not installed
             raise StartupError(one_line(exc)) from None
         except CheckpointError as exc:
-            raise StartupError(f'{one_line(exc)} {_hint(family)}') from None
+            text = one_line(exc)
+            raise StartupError(f'{text}{" " if text.endswith(".") else ". "}{_hint(family)}') from None
         except ValueError as exc:  # e.g. class names that do not fit the model
             raise StartupError(f'{path}: {one_line(exc)}') from None
     segmenter.warmup()

@@ -260,7 +260,9 @@ def test_ros2_launch_exits_non_zero_when_the_node_cannot_start(tmp_path):
 
 @pytest.mark.skipif(not HAVE_LAUNCH, reason='launch_ros is not installed (no PyPI wheel)')
 def test_maskrcnn_launch_includes_the_shared_launch_with_a_preset():
-    """maskrcnn.launch.py holds no logic of its own: it includes yolact.launch.py and sets preset."""
+    """maskrcnn.launch.py holds no logic of its own: it includes yolact.launch.py, sets preset and
+    passes weights, which it declares without a default (required: the shipped demo model is a
+    YOLACT)."""
     from launch import LaunchContext
     from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
 
@@ -270,11 +272,13 @@ def test_maskrcnn_launch_includes_the_shared_launch_with_a_preset():
     spec.loader.exec_module(module)
     entities = module.generate_launch_description().entities
     declared = [e for e in entities if isinstance(e, DeclareLaunchArgument)]
-    assert [d.name for d in declared] == ['preset']
+    assert [d.name for d in declared] == ['preset', 'weights']
     assert ''.join(s.perform(None) for s in declared[0].default_value) == 'maskrcnn_resnet50_fpn_v2'
+    assert declared[1].default_value is None                 # required
     include = next(e for e in entities if isinstance(e, IncludeLaunchDescription))
     context = LaunchContext()
     context.launch_configurations['preset'] = 'maskrcnn_resnet50_fpn'
+    context.launch_configurations['weights'] = '/w/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth'
     included = include.launch_description_source.try_get_launch_description_without_context()
     assert {a.name for a in included.get_launch_arguments()} == la.known_arguments()  # yolact's
     from launch.utilities import normalize_to_list_of_substitutions, perform_substitutions
@@ -283,4 +287,4 @@ def test_maskrcnn_launch_includes_the_shared_launch_with_a_preset():
         return perform_substitutions(context, normalize_to_list_of_substitutions(value))
 
     given = {text(k): text(v) for k, v in include.launch_arguments}
-    assert given == {'preset': 'maskrcnn_resnet50_fpn'}
+    assert given == {'preset': 'maskrcnn_resnet50_fpn', 'weights': '/w/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth'}

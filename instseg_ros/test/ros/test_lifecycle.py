@@ -82,13 +82,28 @@ def test_lifecycle_transitions(make_node, spin_until, tmp_path):
         assert stop(proc) == 0, log.read_text()[-3000:]
 
 
-def test_configure_fault_fails_the_transition_without_traceback(make_node, spin_until, tmp_path):
+@pytest.mark.parametrize('fault', ['missing', 'truncated_onnx'])
+def test_configure_fault_fails_the_transition_without_traceback(make_node, spin_until, tmp_path, fault):
+    """A startup fault (a missing checkpoint; a truncated .onnx, which used to fail configure
+    without a log line) fails configure with one error line; the node stays unconfigured."""
     from lifecycle_msgs.msg import State, Transition
     from lifecycle_msgs.srv import ChangeState, GetState
+    parameters = {'weights': str(tmp_path / 'missing.pth')}
+    expected = 'missing.pth'
+    if fault == 'truncated_onnx':
+        from instseg_ros.core.checkpoint import load_model
+        from instseg_ros.core.export import export_onnx
+        from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS
+        from instseg_ros.synth.scene import CLASS_NAMES
+        model, cfg = load_model(SHIPPED_WEIGHTS)
+        export_onnx(model, cfg, tmp_path / 'cut.onnx', CLASS_NAMES)
+        data = (tmp_path / 'cut.onnx').read_bytes()
+        (tmp_path / 'cut.onnx').write_bytes(data[:len(data) // 3])
+        parameters = {'weights': str(tmp_path / 'cut.onnx'), 'backend': 'onnxruntime'}
+        expected = 'cut.onnx'
     log = tmp_path / 'lifecycle_bad.log'
     proc = start(node_command(module='instseg_ros.ros.lifecycle_node', namespace='/lcbad',
-                              params_file=PARAMS_FILE,
-                              parameters={'weights': str(tmp_path / 'missing.pth')}), log)
+                              params_file=PARAMS_FILE, parameters=parameters), log)
     try:
         node = make_node('lifecycle_bad_client')
         change = node.create_client(ChangeState, '/lcbad/yolact/change_state')
@@ -99,7 +114,9 @@ def test_configure_fault_fails_the_transition_without_traceback(make_node, spin_
         assert call(node, spin_until, get_state,
                     GetState.Request()).current_state.id == State.PRIMARY_STATE_UNCONFIGURED
         text = log.read_text()
-        assert 'configure failed' in text and 'missing.pth' in text and 'Traceback' not in text
+        errors = [line for line in text.splitlines() if 'ERROR' in line]
+        assert len(errors) == 1 and 'configure failed' in errors[0] and expected in errors[0], text
+        assert 'Traceback' not in text
     finally:
         assert stop(proc) == 0, log.read_text()[-3000:]
 

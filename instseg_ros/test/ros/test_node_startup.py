@@ -128,8 +128,15 @@ def _export_faults(tmp: pathlib.Path) -> dict:
         if name == 'mixed':  # another export's side-car: a 550 px input
             other['input'] = {**sidecar['input'], 'shape': ['batch', 3, 550, 550]}
         (tmp / f'{name}.json').write_text(json.dumps(other))
+    (tmp / 'nocfg.onnx').write_bytes(good.read_bytes())
+    (tmp / 'nocfg.json').write_text(json.dumps({'format': sidecar['format']}))
+    (tmp / 'badcfg.onnx').write_bytes(good.read_bytes())
+    (tmp / 'badcfg.json').write_text(json.dumps({**sidecar, 'config': {'name': 7}}))
     names3 = tmp / 'three.txt'
     names3.write_text('ball\nbox\ntriangle\n')
+    rtmdet = _rtmdet_checkpoint(tmp / 'rtmdet-ins_tiny_8xb32-300e_coco_20221130_151727-ec670f7e.pth')
+    rtmdet_cut = tmp / 'rtmdet-ins_tiny_8xb32-300e_coco_cut.pth'
+    rtmdet_cut.write_bytes(rtmdet.read_bytes()[:300_000])
     evil = tmp / 'evil.pth'
     evil.write_bytes(pickle.dumps({'x': _Evil()}, protocol=2))
     onnx = {'weights': None, 'backend': 'onnxruntime'}
@@ -150,11 +157,22 @@ def _export_faults(tmp: pathlib.Path) -> dict:
                        "parameter camera_topics: 1 topic(s) ['image']; with cameras and use_depth"),
         'cam_space': ({'parameters': {'cameras': "['front cam']"}},
                       "'front cam/color/image_raw' is not a valid relative topic name"),
+        'rtmdet_wrong_family': ({'parameters': {'weights': str(SHIPPED_WEIGHTS), 'preset': 'rtmdet_ins_tiny'}},
+                                'not an RTMDet-Ins checkpoint (no bbox_head.rtm_kernel keys; it looks like YOLACT)'),
+        'rtmdet_truncated': ({'parameters': {'weights': str(rtmdet_cut)}},
+                             'cannot read checkpoint (truncated, corrupt or not a PyTorch weights file)'),
+        'rtmdet_classes': ({'parameters': {'weights': str(rtmdet), 'class_names_file': str(names3)}},
+                           'the checkpoint has 80 classes but 3 class names were given. Check weights:= '
+                           "and preset:= (auto takes the family and preset from mmdetection's file name"),
         'maskrcnn_no_weights': ({'parameters': {'preset': 'maskrcnn_resnet50_fpn_v2'}},
                                 'preset maskrcnn_resnet50_fpn_v2 needs its own weights file'),
         'cam_twice': ({'parameters': {'cameras': "['front', 'rear', 'front']"}},
                       "parameter cameras: ['front'] given more than once"),
     }
+    faults['sidecar_incomplete'] = ({'parameters': {**onnx, 'weights': str(tmp / 'nocfg.onnx')}},
+                                    'incomplete instseg-export side-car (no config, names, input, outputs)')
+    faults['sidecar_bad_config'] = ({'parameters': {**onnx, 'weights': str(tmp / 'badcfg.onnx')}},
+                                    "badcfg.json: the side-car's config is not an instseg-export config")
     for backend in ('onnxruntime', 'openvino'):
         for name in ('truncated', 'empty', 'random'):
             faults[f'{backend}_{name}'] = ({'parameters': {**onnx, 'backend': backend,
@@ -167,14 +185,29 @@ def _export_faults(tmp: pathlib.Path) -> dict:
     return faults
 
 
+def _rtmdet_checkpoint(path: pathlib.Path) -> pathlib.Path:
+    """An RTMDet-Ins-tiny file as mmdetection publishes it (synthetic weights, COCO names in meta)."""
+    import torch
+
+    from instseg_ros.core.classes import COCO_CLASSES
+    from instseg_ros.core.models.rtmdet import RTMDetIns, get_config
+    from instseg_ros.core.models.rtmdet.testing import synthetic_state_dict
+    with torch.device('meta'):
+        shapes = {k: tuple(v.shape) for k, v in RTMDetIns(get_config('rtmdet_ins_tiny')).state_dict().items()}
+    torch.save({'meta': {'dataset_meta': {'classes': COCO_CLASSES}},
+                'state_dict': synthetic_state_dict(shapes)}, path)
+    return path
+
+
 class _Evil:
     def __reduce__(self):
         return (print, ('unpickled',))
 
 
 def test_runtime_checks_exports_and_cameras_fail_at_startup_with_one_line(tmp_path):
-    """Issue 21 items 2, 3, 4 and 6: each of these used to start silently wrong or end in a
-    traceback (exit 1); now exit 2 and one line, never torch's weights_only=False advice."""
+    """Issue 21 items 2, 3, 4 and 6 (each used to start silently wrong or end in a traceback,
+    exit 1) and the bad files of the mmdetection families (issue 20): exit 2 and one line, never
+    torch's weights_only=False advice."""
     faults = _export_faults(tmp_path)
     commands = {name: node_command(**kwargs) for name, (kwargs, _) in faults.items()}
     # an export cache that cannot be created (a file stands where its folder would be)
