@@ -279,14 +279,7 @@ class MaskRcnnSegmenter(RoiSegmenterMixin):
 
     def __init__(self, model: nn.Module, cfg: MaskRcnnConfig, device: torch.device | str = 'cpu',
                  half: bool = False, class_names: Sequence[str] | None = None) -> None:
-        from instseg_ros.core.predictor import resolve_device
-
-        self.device = resolve_device(device)
-        if half and self.device.type != 'cuda':
-            warnings.warn('half precision is only used on CUDA; running float32 on the CPU',
-                          RuntimeWarning, stacklevel=2)
-            half = False
-        self.half = bool(half)
+        self._set_device(device, half)
         self.cfg = cfg
         self.model = model.to(self.device).eval()
         table, self.class_names = _label_map(cfg.num_classes, class_names)
@@ -296,14 +289,6 @@ class MaskRcnnSegmenter(RoiSegmenterMixin):
         self._excluded = self._excluded_default
         self.model.roi_heads.box_predictor.register_forward_hook(self._mask_classes)
         self.last_timings_ms: dict[str, float] = {}
-
-    @property
-    def name(self) -> str:
-        return self.cfg.name
-
-    @property
-    def precision(self) -> str:
-        return 'fp16' if self.half else 'fp32'
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, preset: str = 'auto',
@@ -341,10 +326,6 @@ class MaskRcnnSegmenter(RoiSegmenterMixin):
             excluded = ~keep
             excluded[0] = False
         self._excluded = excluded
-
-    def _sync(self) -> None:
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
 
     def _tensor(self, image: np.ndarray, color_order: str) -> torch.Tensor:
         """uint8 [H, W, 3] -> float32 [3, H, W] RGB in 0..1 on the device."""

@@ -9,15 +9,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from instseg_ros.core.checkpoint import CheckpointError, read_weights_file
-from instseg_ros.core.classes import COCO_CLASSES
 from instseg_ros.core.models.condinst.config import PRESETS, CondInstConfig, get_config
 from instseg_ros.core.models.condinst.network import CondInst
-from instseg_ros.core.models.rtmdet.checkpoint import _numpy_scalar_types
+from instseg_ros.core.models.mmdet_checkpoint import (load_strict, numpy_scalar_types, resolve_class_names,
+                                                      split_meta, strip_module_prefix)
 
 __all__ = ['load_condinst_file', 'load_model', 'preset_from_file_name', 'preset_from_shapes',
            'resolve_class_names', 'resolve_config']
@@ -67,45 +66,23 @@ def load_condinst_file(path: str | os.PathLike) -> tuple[StateDict, dict]:
     """
     path = str(path)
     try:
-        with torch.serialization.safe_globals(_numpy_scalar_types()):
+        with torch.serialization.safe_globals(numpy_scalar_types()):
             obj = read_weights_file(path)
     except CheckpointError as exc:
         if 'mmengine' not in str(exc):
             raise
         raise CheckpointError(f"{exc}; keep only its weights with mmdet's "
                               'tools/model_converters/publish_model.py and load that file') from None
-    meta = obj.get('meta') if isinstance(obj, dict) and isinstance(obj.get('meta'), dict) else {}
-    state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
+    state, meta = split_meta(obj)
     if not isinstance(state, dict) or not state or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
         raise CheckpointError(f'{path}: not a CondInst checkpoint (expected a state dict of tensors '
                               f"under 'state_dict', got {type(state).__name__})")
-    if all(k.startswith('module.') for k in state):
-        state = {k[len('module.'):]: v for k, v in state.items()}
+    state = strip_module_prefix(state)
     if _CLS_KEY not in state or _CONTROLLER_KEY not in state:
         raise CheckpointError(f'{path}: not a CondInst checkpoint (no bbox_head.controller keys; '
                               f'it looks like {_family_hint(state)})')
     return dict(state), meta
-
-
-def resolve_class_names(path: str, num_classes: int, meta: dict,
-                        class_names: Sequence[str] | None) -> tuple[str, ...]:
-    """Names by label: ``class_names`` if given, else meta['dataset_meta']['classes'], else COCO for
-    80 classes, else 'class_<i>'. CheckpointError (one line) when the count differs from the model's."""
-    source = 'class names were given'
-    if class_names is None:
-        dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
-        stored = dataset_meta.get('classes') if isinstance(dataset_meta, dict) else None
-        if stored is not None:
-            class_names, source = [str(n) for n in stored], "names are in its meta['dataset_meta']"
-        elif num_classes == len(COCO_CLASSES):
-            class_names = COCO_CLASSES
-        else:
-            class_names = [f'class_{i}' for i in range(num_classes)]
-    names = tuple(str(n) for n in class_names)
-    if len(names) != num_classes:
-        raise CheckpointError(f'{path}: the checkpoint has {num_classes} classes but {len(names)} {source}')
-    return names
 
 
 def resolve_config(path: str, state_dict: StateDict, preset: str = 'auto') -> CondInstConfig:
@@ -130,13 +107,4 @@ def load_model(path: str | os.PathLike, preset: str = 'auto') -> tuple[CondInst,
     path = str(path)
     state, meta = load_condinst_file(path)
     cfg = resolve_config(path, state, preset)
-    model = CondInst(cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise CheckpointError(f'{path}: does not fit {cfg.name} (missing {missing[:3]}, unexpected '
-                              f'{unexpected[:3]}, wrong shape {wrong[:3]})')
-    model.load_state_dict(state, strict=True)
-    return model.eval(), cfg, meta
+    return load_strict(path, CondInst(cfg), state, cfg.name), cfg, meta

@@ -8,12 +8,12 @@ on given network inputs so activations neither vanish nor explode through 50 ran
 from __future__ import annotations
 
 import math
-import zlib
 
 import torch
 
 from instseg_ros.core.models.condinst.config import CondInstConfig
-from instseg_ros.core.models.rtmdet.testing import _kernel_bias
+from instseg_ros.core.models.rtmdet.testing import (_kernel_bias, _statistic_or_noise, calibrate_batchnorm,
+                                                    class_bias_shift)
 
 StateDict = dict[str, torch.Tensor]
 
@@ -22,14 +22,9 @@ _HEAD_GAINS = {'conv_cls': 0.7, 'conv_reg': 0.3, 'conv_centerness': 0.5, 'contro
 
 
 def _value(key: str, shape: torch.Size, seed: int, cls_bias: float) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(key.encode()))
-    if key.endswith('num_batches_tracked'):
-        return torch.zeros(shape, dtype=torch.int64)
-    noise = torch.randn(shape, generator=gen)
-    if key.endswith('running_var'):
-        return 0.5 + torch.rand(shape, generator=gen)
-    if key.endswith('running_mean'):
-        return 0.1 * noise
+    statistic, noise = _statistic_or_noise(key, shape, seed)
+    if statistic is not None:
+        return statistic
     if key.endswith('.scale'):
         return 1.0 + 0.1 * noise
     if ('.bn' in key or '.gn.' in key) and key.endswith('weight'):
@@ -62,18 +57,7 @@ def calibrated_state_dict(cfg: CondInstConfig, images: torch.Tensor, seed: int =
     from instseg_ros.core.models.condinst.network import CondInst
     model = CondInst(cfg)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    model.load_state_dict(synthetic_state_dict(shapes, seed, cls_bias), strict=True)
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average: the statistics of this batch
-    model.train()
-    with torch.no_grad():
-        model(images)
-    model.eval()
-    for norm in norms:
-        norm.momentum = 0.1
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    return calibrate_batchnorm(model, synthetic_state_dict(shapes, seed, cls_bias), images)
 
 
 def shift_class_biases(state_dict: StateDict, cfg: CondInstConfig, images: torch.Tensor,
@@ -81,12 +65,7 @@ def shift_class_biases(state_dict: StateDict, cfg: CondInstConfig, images: torch
     """Copy of ``state_dict`` whose ``conv_cls`` bias is shifted by one common amount so that every
     image of ``images`` has at least ``candidates`` (point, class) class scores above ``min_score``."""
     from instseg_ros.core.models.condinst.network import CondInst
-    model = CondInst(cfg).eval()
-    model.load_state_dict(state_dict, strict=True)
-    with torch.no_grad():
-        logits = torch.cat([c.flatten(1) for c in model(images).cls_logits], dim=1)  # [B, M]
-    kth = logits.topk(candidates, dim=1).values[:, -1].min().item()
-    shift = math.log(min_score / (1 - min_score)) + 0.25 - kth
+    shift = class_bias_shift(CondInst(cfg), state_dict, images, candidates, min_score)
     out = dict(state_dict)
     out['bbox_head.conv_cls.bias'] = out['bbox_head.conv_cls.bias'] + shift
     return out

@@ -12,12 +12,11 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
 from instseg_ros.core.checkpoint import CheckpointError, PresetMismatchWarning
-from instseg_ros.core.classes import COCO_CLASSES
+from instseg_ros.core.models.mmdet_checkpoint import load_strict, numpy_scalar_types, split_meta, strip_module_prefix
 from instseg_ros.core.models.rtmdet.config import PRESETS, RtmdetInsConfig, get_config
 from instseg_ros.core.models.rtmdet.model import RTMDetIns
 
@@ -43,20 +42,11 @@ def preset_from_shapes(state_dict: StateDict) -> str | None:
     return None if stem is None else _STEM_WIDTHS.get(int(stem.shape[0]))
 
 
-def _numpy_scalar_types() -> list:
-    """Globals of pickled numpy scalars (meta of some published files holds e.g. a numpy float):
-    plain data, allowed in the weights-only load."""
-    import numpy as np
-    core = getattr(np, '_core', None) or np.core
-    kinds = (np.float64, np.float32, np.int64, np.int32, np.bool_)
-    return [core.multiarray.scalar, np.dtype, *{type(np.dtype(k)) for k in kinds}]
-
-
 def _read(path: str) -> object:
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
     try:
-        with torch.serialization.safe_globals(_numpy_scalar_types()):
+        with torch.serialization.safe_globals(numpy_scalar_types()):
             return torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # corrupt / truncated data raise many types
         text = ' '.join(str(exc).split())
@@ -77,38 +67,16 @@ def load_rtmdet_file(path: str | os.PathLike) -> tuple[StateDict, dict]:
     """
     path = str(path)
     obj = _read(path)
-    meta = obj.get('meta') if isinstance(obj, dict) and isinstance(obj.get('meta'), dict) else {}
-    state = obj.get('state_dict', obj) if isinstance(obj, dict) else obj
+    state, meta = split_meta(obj)
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise CheckpointError(f'{path}: not an RTMDet-Ins checkpoint (expected a state dict of tensors '
                               f"under 'state_dict', got {type(state).__name__})")
-    if state and all(k.startswith('module.') for k in state):
-        state = {k[len('module.'):]: v for k, v in state.items()}
+    state = strip_module_prefix(state)
     if _CLS_KEY not in state or 'bbox_head.rtm_kernel.0.weight' not in state:
         family = 'YOLACT' if any(k.startswith('proto_net.') for k in state) else 'another model'
         raise CheckpointError(f'{path}: not an RTMDet-Ins checkpoint (no bbox_head.rtm_kernel keys; '
                               f'it looks like {family})')
     return dict(state), meta
-
-
-def resolve_class_names(path: str, num_classes: int, meta: dict,
-                        class_names: Sequence[str] | None) -> tuple[str, ...]:
-    """Names by label: ``class_names`` if given, else meta['dataset_meta']['classes'], else COCO for
-    80 classes, else 'class_<i>'. CheckpointError when the count differs from the model's."""
-    source = 'class names were given'
-    if class_names is None:
-        dataset_meta = meta.get('dataset_meta') if isinstance(meta, dict) else None
-        stored = dataset_meta.get('classes') if isinstance(dataset_meta, dict) else None
-        if stored is not None:
-            class_names, source = [str(n) for n in stored], "names are in its meta['dataset_meta']"
-        elif num_classes == len(COCO_CLASSES):
-            class_names = COCO_CLASSES
-        else:
-            class_names = [f'class_{i}' for i in range(num_classes)]
-    names = tuple(str(n) for n in class_names)
-    if len(names) != num_classes:
-        raise CheckpointError(f'{path}: the checkpoint has {num_classes} classes but {len(names)} {source}')
-    return names
 
 
 def resolve_config(path: str, state_dict: StateDict, preset: str = 'auto') -> RtmdetInsConfig:
@@ -137,13 +105,4 @@ def load_model(path: str | os.PathLike, preset: str = 'auto') -> tuple[RTMDetIns
     path = str(path)
     state, meta = load_rtmdet_file(path)
     cfg = resolve_config(path, state, preset)
-    model = RTMDetIns(cfg)
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or wrong:
-        raise CheckpointError(f'{path}: does not fit {cfg.name} (missing {missing[:3]}, unexpected '
-                              f'{unexpected[:3]}, wrong shape {wrong[:3]})')
-    model.load_state_dict(state, strict=True)
-    return model.eval(), cfg, meta
+    return load_strict(path, RTMDetIns(cfg), state, cfg.name), cfg, meta

@@ -34,15 +34,25 @@ def _kernel_bias(noise: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _value(key: str, shape: torch.Size, seed: int, cls_bias: float) -> torch.Tensor:
+def _statistic_or_noise(key: str, shape: torch.Size, seed: int
+                        ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """(value, None) for a BatchNorm counter or running statistic (drawn alike by every family),
+    else (None, the key's standard-normal noise)."""
     gen = _generator(key, seed)
     if key.endswith('num_batches_tracked'):
-        return torch.zeros(shape, dtype=torch.int64)
+        return torch.zeros(shape, dtype=torch.int64), None
     noise = torch.randn(shape, generator=gen)
     if key.endswith('running_var'):
-        return 0.5 + torch.rand(shape, generator=gen)
+        return 0.5 + torch.rand(shape, generator=gen), None
     if key.endswith('running_mean'):
-        return 0.1 * noise
+        return 0.1 * noise, None
+    return None, noise
+
+
+def _value(key: str, shape: torch.Size, seed: int, cls_bias: float) -> torch.Tensor:
+    statistic, noise = _statistic_or_noise(key, shape, seed)
+    if statistic is not None:
+        return statistic
     if '.bn.' in key and key.endswith('weight'):
         return 1.0 + 0.1 * noise
     if key.endswith('bias'):
@@ -75,6 +85,39 @@ def calibration_images(seed: int, size: int, batch: int = 2) -> torch.Tensor:
     return torch.nn.functional.interpolate(coarse, size=(size, size), mode='bilinear', align_corners=False)
 
 
+def calibrate_batchnorm(model: torch.nn.Module, state_dict: StateDict, images: torch.Tensor) -> StateDict:
+    """The state dict of ``model`` loaded with ``state_dict`` (strict) whose BatchNorm running
+    statistics are then measured on ``images`` (one batch of network inputs); ``model`` ends in
+    eval mode with the default momentum."""
+    model.load_state_dict(state_dict, strict=True)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average: the stats of the calibration batch
+    model.train()
+    with torch.no_grad():
+        model(images)
+    model.eval()
+    for norm in norms:
+        norm.momentum = 0.1
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def class_bias_shift(model: torch.nn.Module, state_dict: StateDict, images: torch.Tensor, candidates: int,
+                     min_score: float) -> float:
+    """The one amount to add to every class bias of ``state_dict`` so that each image of ``images``
+    has at least ``candidates`` (point, class) scores above ``min_score`` in ``model`` (whose
+    output has ``cls_logits``)."""
+    import math
+
+    model.eval()
+    model.load_state_dict(state_dict, strict=True)
+    with torch.no_grad():
+        logits = torch.cat([c.flatten(1) for c in model(images).cls_logits], dim=1)  # [B, M]
+    kth = logits.topk(candidates, dim=1).values[:, -1].min().item()
+    return math.log(min_score / (1 - min_score)) + 0.25 - kth
+
+
 def calibrated_state_dict(cfg, seed: int = 0, cls_bias: float = -2.0,
                           images: torch.Tensor | None = None) -> StateDict:
     """:func:`synthetic_state_dict` of an :class:`RTMDetIns` of ``cfg`` whose BatchNorm running
@@ -84,18 +127,8 @@ def calibrated_state_dict(cfg, seed: int = 0, cls_bias: float = -2.0,
     from instseg_ros.core.models.rtmdet.model import RTMDetIns
     model = RTMDetIns(cfg)
     shapes = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    model.load_state_dict(synthetic_state_dict(shapes, seed, cls_bias), strict=True)
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
-    for norm in norms:
-        norm.reset_running_stats()
-        norm.momentum = None  # cumulative average: the stats of the calibration batch
-    model.train()
-    with torch.no_grad():
-        model(calibration_images(seed, cfg.input_size) if images is None else images)
-    model.eval()
-    for norm in norms:
-        norm.momentum = 0.1
-    return {k: v.clone() for k, v in model.state_dict().items()}
+    return calibrate_batchnorm(model, synthetic_state_dict(shapes, seed, cls_bias),
+                               calibration_images(seed, cfg.input_size) if images is None else images)
 
 
 def shift_class_biases(state_dict: StateDict, cfg, images: torch.Tensor, candidates: int = 150,
@@ -103,15 +136,8 @@ def shift_class_biases(state_dict: StateDict, cfg, images: torch.Tensor, candida
     """Copy of ``state_dict`` whose ``rtm_cls`` biases are shifted by one common amount so that
     every image of ``images`` (float32 ``[B, 3, S, S]`` network inputs) has at least
     ``candidates`` (point, class) scores above ``min_score`` (detections on every test image)."""
-    import math
-
     from instseg_ros.core.models.rtmdet.model import RTMDetIns
-    model = RTMDetIns(cfg).eval()
-    model.load_state_dict(state_dict, strict=True)
-    with torch.no_grad():
-        logits = torch.cat([c.flatten(1) for c in model(images).cls_logits], dim=1)  # [B, M]
-    kth = logits.topk(candidates, dim=1).values[:, -1].min().item()
-    shift = math.log(min_score / (1 - min_score)) + 0.25 - kth
+    shift = class_bias_shift(RTMDetIns(cfg), state_dict, images, candidates, min_score)
     out = dict(state_dict)
     for key in [k for k in out if k.startswith('bbox_head.rtm_cls.') and k.endswith('bias')]:
         out[key] = out[key] + shift

@@ -13,6 +13,7 @@ import torch
 
 from instseg_ros.core.checkpoint import CheckpointError, _mismatch_text, _mismatches, _shorten
 from instseg_ros.core.classes import COCO_CLASSES
+from instseg_ros.core.models.mmdet_checkpoint import numpy_scalar_types, strip_module_prefix
 from instseg_ros.core.models.solov2.config import PRESETS, SoloV2Config, preset_config
 from instseg_ros.core.models.solov2.network import SoloV2
 
@@ -56,15 +57,6 @@ def expected_shapes(cfg: SoloV2Config) -> dict[str, tuple[int, ...]]:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-def _numpy_scalar_globals() -> list:
-    """numpy scalar reconstruction (a training run's meta may hold e.g. a numpy float): data only,
-    allowed for this load alone (weights_only stays on)."""
-    import numpy as np
-    multiarray = getattr(np, '_core', None) or np.core
-    dtypes = [type(np.dtype(t)) for t in (np.float64, np.float32, np.int64, np.int32, np.bool_)]
-    return [multiarray.multiarray.scalar, np.dtype, *dtypes]
-
-
 def _read_error(path: str, exc: BaseException) -> str:
     """One line for a failed weights-only read (torch's own advice left out)."""
     text = ' '.join(str(exc).split())
@@ -85,7 +77,7 @@ def _read(path: str) -> tuple[StateDict, dict]:
     if not os.path.isfile(path):
         raise CheckpointError(f'{path}: checkpoint file not found')
     try:
-        with torch.serialization.safe_globals(_numpy_scalar_globals()):
+        with torch.serialization.safe_globals(numpy_scalar_types()):
             obj = torch.load(path, map_location='cpu', weights_only=True)
     except Exception as exc:  # truncated zip, pickle of non-tensor objects, ...
         raise CheckpointError(_read_error(path, exc)) from exc
@@ -97,10 +89,7 @@ def _read(path: str) -> tuple[StateDict, dict]:
     if not isinstance(obj, dict) or not obj or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items()):
         raise CheckpointError(f'{path}: not a SOLOv2 checkpoint (expected a state dict of tensors)')
-    state_dict = dict(obj)
-    if all(k.startswith('module.') for k in state_dict):
-        state_dict = {k[len('module.'):]: v for k, v in state_dict.items()}
-    return state_dict, meta
+    return strip_module_prefix(dict(obj)), meta
 
 
 def resolve_config(path: str, state_dict: StateDict, preset: str = 'auto', **overrides) -> SoloV2Config:

@@ -11,7 +11,6 @@ restricts the candidates before Matrix NMS; ``nms_threshold``, ``top_k``, ``conf
 from __future__ import annotations
 
 import time
-import warnings
 from typing import Sequence
 
 import numpy as np
@@ -43,25 +42,11 @@ class SoloV2Segmenter(RoiSegmenterMixin):
                  device: torch.device | str = 'cpu', half: bool = False) -> None:
         """``device``: 'auto' | 'cpu' | 'cuda[:N]' (core.predictor.resolve_device); ``half``: float16 network on
         CUDA only (a RuntimeWarning and float32 elsewhere); decoding always runs in float32."""
-        from instseg_ros.core.predictor import resolve_device
-
-        self.device = resolve_device(device)
-        if half and self.device.type != 'cuda':
-            warnings.warn('half precision is only used on CUDA; running float32', RuntimeWarning, stacklevel=2)
-            half = False
-        self.half = bool(half)
+        self._set_device(device, half, 'half precision is only used on CUDA; running float32')
         self.cfg = cfg
         self.class_names = tuple(class_names)
         self.model = model.to(self.device, torch.float16 if self.half else torch.float32).eval()
         self.last_timings_ms: dict[str, float] = {}
-
-    @property
-    def name(self) -> str:
-        return self.cfg.name
-
-    @property
-    def precision(self) -> str:
-        return 'fp16' if self.half else 'fp32'
 
     def decode_params(self, params: InferenceParams | None) -> DecodeParams:
         """mmdet's test_cfg, narrowed by ``params`` (see the module docstring)."""
@@ -72,10 +57,6 @@ class SoloV2Segmenter(RoiSegmenterMixin):
             return base
         return base._replace(max_per_img=min(cfg.max_per_img, int(params.max_detections)),
                              final_score_thr=params.score_threshold, class_ids=params.class_ids)
-
-    def _sync(self) -> None:
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize(self.device)
 
     @torch.inference_mode()
     def _run(self, images: Sequence[np.ndarray], color_order: str, params: InferenceParams | None):
