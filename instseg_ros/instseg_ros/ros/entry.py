@@ -56,6 +56,11 @@ def spin_node(make_node: Callable[[], Node], args=None,
         return _fail(getattr(node, 'get_name', lambda: name)(), ' '.join(str(exc).split()))
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:  # rcl's RCLError from a callback that raced a signal's shutdown
+        if node is None or node.context.ok():
+            raise
+        # SIGTERM / SIGINT shut the context down while a callback was publishing ("publisher's
+        # context is invalid"): that is the requested shutdown, not a fault
     finally:
         _ignore_interrupts()
         if node is not None:

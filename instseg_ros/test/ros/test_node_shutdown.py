@@ -35,3 +35,29 @@ def test_two_sigints_exit_cleanly(tmp_path, gap_s):
     text = log.read_text(errors='replace')
     assert code == 0, text[-3000:]
     assert 'Traceback' not in text and 'KeyboardInterrupt' not in text, text[-3000:]
+
+
+def test_sigterm_while_publishing_exits_cleanly(tmp_path):
+    """``kill`` (SIGTERM) on a node whose timer is publishing (the README quick start ends with
+    ``kill %1 %2``): rclpy shuts the context down under a running callback, whose publish then
+    raises "publisher's context is invalid"; that is the requested shutdown, not a traceback.
+    The synthetic camera at 40 Hz waits 20 ms between its depth and colour publish in the
+    callback (as RGB-D drivers deliver), so most kills land inside a callback."""
+    codes, texts = [], []
+    for attempt in range(6):
+        log = tmp_path / f'camera_{attempt}.log'
+        proc = start(node_command(module='instseg_ros.ros.synthetic_camera', node_name='synthetic_camera',
+                                  namespace=f'/term{attempt}',
+                                  parameters={'rate': 40.0, 'width': 160, 'height': 120,
+                                              'pool_size': 1, 'color_delay_ms': 20.0}), log)
+        try:
+            assert wait_for_text(log, 'Publishing', proc, 60), log.read_text()[-3000:]
+            time.sleep(0.5 + 0.1 * attempt)
+            proc.send_signal(signal.SIGTERM)
+            codes.append(wait_exit(proc, 20))
+        finally:
+            stop(proc)
+        texts.append(log.read_text(errors='replace'))
+    for code, text in zip(codes, texts):
+        assert 'Traceback' not in text and 'RCLError' not in text, text[-3000:]
+        assert code == 0, text[-3000:]
