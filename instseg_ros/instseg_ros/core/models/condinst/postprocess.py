@@ -22,10 +22,10 @@ from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
-from torchvision.ops import batched_nms, nms
 
 from instseg_ros.core.models.condinst.config import CondInstConfig
 from instseg_ros.core.models.condinst.network import CondInstOutput, aligned_upsample
+from instseg_ros.core.models.rtmdet.postprocess import select_after_nms
 from instseg_ros.core.ops.dynamic_masks import AxisTaps, dynamic_mask_logits, resample_taps
 from instseg_ros.core.postprocess import InferenceParams
 
@@ -98,12 +98,7 @@ def detect(output: CondInstOutput, index: int, resized_hw: tuple[int, int], sour
     scores = scores * center
     valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, scores, labels, kern, points, strides = (t[valid] for t in (boxes, scores, labels, kern, points, strides))
-    if params.class_agnostic:
-        keep = nms(boxes, scores, params.nms_threshold)
-    else:
-        keep = batched_nms(boxes, scores, labels, params.nms_threshold)
-    keep = keep[:params.max_detections]
-    keep = keep[scores[keep] > params.score_threshold]
+    keep = select_after_nms(boxes, scores, labels, params)
     factors = boxes.new_tensor([width / source_hw[1], height / source_hw[0]]).repeat(2)
     return Detections(boxes[keep] / factors, scores[keep], labels[keep], kern[keep], points[keep], strides[keep])
 

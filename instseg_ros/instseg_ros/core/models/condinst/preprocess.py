@@ -12,21 +12,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from instseg_ros.core.models.solov2.preprocess import Batch, resized_shape
+from instseg_ros.core.models.solov2.preprocess import Batch, check_image, resized_shape
 
 __all__ = ['Batch', 'check_image', 'pillow_resize', 'preprocess_batch']
-
-
-def check_image(image: np.ndarray, color_order: str) -> None:
-    """ValueError unless ``image`` is a non-empty uint8 ``[H, W, 3]`` array and ``color_order``
-    is 'bgr' or 'rgb'."""
-    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        got = f'{image.dtype} {image.shape}' if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(f'expected a uint8 [H, W, 3] image, got {got}')
-    if min(image.shape[:2]) < 1:
-        raise ValueError(f'empty image {image.shape}')
-    if color_order not in ('bgr', 'rgb'):
-        raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
 
 
 def pillow_resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:

@@ -122,13 +122,21 @@ def detect(output: HeadOutput, index: int, geometry: Letterbox, cfg: RtmdetInsCo
     valid = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     boxes, scores, labels, kern, centers, strides = (t[valid] for t in (boxes, scores, labels, kern,
                                                                          centers, strides))
-    if params.class_agnostic:
-        keep = nms(boxes, scores, params.nms_threshold)
-    else:
-        keep = batched_nms(boxes, scores, labels, params.nms_threshold)
-    keep = keep[:params.max_detections]
-    keep = keep[scores[keep] > params.score_threshold]
+    keep = select_after_nms(boxes, scores, labels, params)
     return Detections(boxes[keep], scores[keep], labels[keep], kern[keep], centers[keep], strides[keep])
+
+
+def select_after_nms(boxes_xyxy: torch.Tensor, scores: torch.Tensor, labels: torch.Tensor,
+                     params: InferenceParams) -> torch.Tensor:
+    """int64 ``[K]`` indices kept, by descending score: NMS at ``params.nms_threshold`` (per class,
+    or over all with ``class_agnostic``), the first ``max_detections``, then ``score > score_threshold``.
+    ``boxes_xyxy`` float ``[N, 4]``, ``scores`` ``[N]``, ``labels`` int64 ``[N]``."""
+    if params.class_agnostic:
+        keep = nms(boxes_xyxy, scores, params.nms_threshold)
+    else:
+        keep = batched_nms(boxes_xyxy, scores, labels, params.nms_threshold)
+    keep = keep[:params.max_detections]
+    return keep[scores[keep] > params.score_threshold]
 
 
 def mask_logits(prototypes: torch.Tensor, det: Detections, cfg: RtmdetInsConfig) -> torch.Tensor:

@@ -35,7 +35,9 @@ def resized_shape(height: int, width: int, scale: tuple[int, int]) -> tuple[int,
     return int(height * float(factor) + 0.5), int(width * float(factor) + 0.5)
 
 
-def _check(image: np.ndarray, color_order: str) -> None:
+def check_image(image: np.ndarray, color_order: str) -> None:
+    """ValueError unless ``image`` is a non-empty uint8 ``[H, W, 3]`` array and ``color_order``
+    is 'bgr' or 'rgb'."""
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         got = f'{image.dtype} {image.shape}' if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f'expected a uint8 [H, W, 3] image, got {got}')
@@ -53,7 +55,7 @@ def preprocess_batch(images: Sequence[np.ndarray], color_order: str, scale: tupl
     std = torch.tensor(std_rgb, dtype=torch.float32, device=device)[:, None, None]
     tensors, resized, sources = [], [], []
     for image in images:
-        _check(image, color_order)
+        check_image(image, color_order)
         height, width = image.shape[:2]
         new_h, new_w = resized_shape(height, width, scale)
         small = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
