@@ -180,12 +180,25 @@ def _run(args: argparse.Namespace) -> int:
             pipeline = load_pipeline(params, _Logger())
         except StartupError as exc:
             raise UsageError(_one_line(exc)) from None
+        _Logger().info(f'model {model_text(pipeline)}')
         job = BagJob(args, params, reader, store, topics, pipeline)
         return job.run()
     except (InputError, ReaderError) as exc:
         raise UsageError(_one_line(exc)) from None
     finally:
         reader.close()
+
+
+def model_text(pipeline) -> str:
+    """'rtmdet_ins_tiny on cpu (torch fp32), RTMDet-Ins (mmdetection), 80 classes': the model part
+    of the node's Ready line."""
+    from instseg_ros.core.segmenter import FAMILY_TITLES
+
+    segmenter = pipeline.segmenter
+    return (f'{segmenter.name} on {segmenter.device} ({getattr(segmenter, "backend", "torch")} '
+            f'{getattr(segmenter, "precision", "fp32")}), '
+            f'{FAMILY_TITLES.get(pipeline.family, "unknown family")}, '
+            f'{len(pipeline.class_names)} classes')
 
 
 def _open_reader(reader_type, path: str):
@@ -477,7 +490,8 @@ class BagJob:
         times = np.asarray(self.frame_ms, dtype=np.float64)
         summary = {
             'input': str(self.args.input), 'output': str(self.args.output),
-            'storage': self.args.storage, 'frames': self.written,
+            'storage': self.args.storage, 'model': self.pipeline.segmenter.name,
+            'family': self.pipeline.family, 'frames': self.written,
             'frames_selected': self.stream.selected, 'skipped_undecodable': self.stream.skipped,
             'frames_without_depth': self.stream.without_depth if self.topics.depth else None,
             'instances': int(sum(self.class_counts.values())),

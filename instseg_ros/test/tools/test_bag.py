@@ -71,9 +71,11 @@ def pipeline():
     return load_pipeline(params, Quiet())
 
 
-def reference(pipeline, scene, image_bgr):
+def reference(pipeline, scene, image_bgr, max_detections=100):
     """The node's calls for one frame (batch 1) with the default parameters."""
-    result = pipeline.process(image_bgr, InferenceParams(score_threshold=SCORE), min_mask_area=0)
+    result = pipeline.process(image_bgr, InferenceParams(score_threshold=SCORE,
+                                                         max_detections=max_detections),
+                              min_mask_area=0)
     depth_m = depth_to_meters(scene.depth_mm, '16UC1')
     cam = scene.camera
     pipeline.add_depth(result, DepthInput(depth_m, CameraIntrinsics.from_k(cam.k(), cam.width,
@@ -384,3 +386,60 @@ def test_defaults_on_the_projects_rgbd_bag(tmp_path, store, pipeline):
         scene = render_scene(index, Camera(160, 120))
         assert_matches(msg, reference(pipeline, scene, scene.image_bgr), pipeline.class_names)
         assert all(inst.has_position and 0.3 < inst.position.z < 5.0 for inst in msg.instances)
+
+
+RTMDET_NAME = 'rtmdet-ins_tiny_8xb32-300e_coco_20221130_151134-random.pth'
+
+
+@pytest.fixture(scope='module')
+def rtmdet_weights(tmp_path_factory) -> Path:
+    """A random RTMDet-Ins-tiny file written as mmdetection publishes it (its file name selects the
+    family and the preset); BatchNorm statistics calibrated, so it detects on any image."""
+    import torch
+
+    from instseg_ros.core.classes import COCO_CLASSES
+    from instseg_ros.core.models.rtmdet.config import get_config
+    from instseg_ros.core.models.rtmdet.testing import calibrated_state_dict
+    path = tmp_path_factory.mktemp('rtmdet') / RTMDET_NAME
+    torch.save({'meta': {'mmdet_version': '3.3.0', 'dataset_meta': {'classes': COCO_CLASSES}},
+                'state_dict': calibrated_state_dict(get_config('rtmdet_ins_tiny'), seed=0)}, path)
+    return path
+
+
+def test_bag_with_an_mmdetection_rtmdet_ins_file(tmp_path, store, rtmdet_weights):
+    """--weights <mmdet RTMDet-Ins-tiny file> (family and preset from its file name): the model line
+    names the family, every frame gets instances (random calibrated weights detect), equal to the
+    segmenter called directly on the same frame (classes, scores, masks, 3D), batch 2 vs batch 1;
+    the summary records the preset and family."""
+    import json
+
+    from instseg_ros.ros.model_loading import load_pipeline
+    from instseg_ros.tools.bag import build_parser
+    from instseg_ros.tools.bag_options import resolve_params
+
+    camera = Camera(160, 120)
+    bag = write_synth_bag(tmp_path / 'in', 2, camera=camera)
+    options = ['--device', 'cpu', '--weights', str(rtmdet_weights), '--max-detections', '20']
+    proc = run_tool(tmp_path / 'in', tmp_path / 'out', '--batch-size', '2',
+                    '--summary-json', tmp_path / 'summary.json', *options)
+    assert proc.returncode == 0, proc.stderr
+    assert ('[instseg-bag] model rtmdet_ins_tiny on cpu (torch fp32), RTMDet-Ins (mmdetection), '
+            '80 classes') in proc.stderr, proc.stderr
+    summary = json.loads((tmp_path / 'summary.json').read_text())
+    assert (summary['model'], summary['family'], summary['frames']) == ('rtmdet_ins_tiny',
+                                                                        'rtmdet_ins', 2)
+    written = read_instances(tmp_path / 'out', store)
+    assert [t for t, _, _ in written] == bag.timestamps_ns
+    assert summary['instances'] == sum(len(msg.instances) for _, _, msg in written) > 0
+
+    class Quiet:
+        def info(self, text):
+            pass
+
+    params = resolve_params(build_parser().parse_args(['in', 'out', *options]))
+    pipeline = load_pipeline(params, Quiet())
+    assert pipeline.family == 'rtmdet_ins'
+    for (_, _, msg), scene in zip(written, bag.scenes):
+        expected = reference(pipeline, scene, scene.image_bgr, max_detections=20)
+        assert 0 < len(expected) <= 20
+        assert_matches(msg, expected, pipeline.class_names)
