@@ -13,6 +13,7 @@ import io
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
@@ -45,6 +46,8 @@ def instances_to_coco_results(image_id: int, boxes_xyxy, scores, labels, masks,
         labels: int [N] 0-based class indices.
         masks: bool [N, H, W] full-resolution masks, or None for box-only results.
         label_to_cat_id: mapping or callable label -> COCO category id; default ``label + 1``.
+            A label missing from a mapping is a class the dataset does not have: its detections
+            are left out (not scored).
 
     Returns:
         One dict per detection: image_id, category_id, score, bbox ``[x, y, w, h]`` (floats),
@@ -68,6 +71,8 @@ def instances_to_coco_results(image_id: int, boxes_xyxy, scores, labels, masks,
             rles = mask_utils.encode(np.asfortranarray(masks_np.transpose(1, 2, 0)))
     results = []
     for i in range(scores_np.shape[0]):
+        if isinstance(label_to_cat_id, Mapping) and int(labels_np[i]) not in label_to_cat_id:
+            continue
         x1, y1, x2, y2 = boxes[i]
         res = {'image_id': int(image_id), 'category_id': int(cat_of(int(labels_np[i]))),
                'score': float(scores_np[i]),
@@ -191,14 +196,34 @@ def resolve_dataset(data: str | Path) -> tuple[Path, Path]:
 def label_to_category_map(coco_gt: COCO, class_names: Sequence[str] | None = None) -> dict:
     """0-based model label -> COCO category id.
 
-    By name when every model class name is a category name, else by position in the sorted
-    category ids (label 0 -> smallest id).
+    By name when every model class name is a category name; by name for the categories only when
+    the model has more classes and every category name is one of them (e.g. a COCO-80 model on a
+    dataset of a few COCO classes: the other labels are absent, their detections not scored);
+    else by position in the sorted category ids (label 0 -> smallest id) when the model has no
+    more classes than the dataset has categories.
+
+    Raises:
+        ValueError: more model classes than categories and the names do not say which is which.
     """
     cats = sorted(coco_gt.loadCats(coco_gt.getCatIds()), key=lambda c: c['id'])
     by_name = {c['name']: c['id'] for c in cats}
     if class_names and all(n in by_name for n in class_names):
         return {i: by_name[n] for i, n in enumerate(class_names)}
+    if class_names and len(class_names) > len(cats):
+        if all(c['name'] in class_names for c in cats):
+            return {i: by_name[n] for i, n in enumerate(class_names) if n in by_name}
+        missing = [c['name'] for c in cats if c['name'] not in class_names]
+        raise ValueError(f'the model has {len(class_names)} classes and the dataset '
+                         f'{len(cats)} categories, and the category name(s) {_short(missing)} are '
+                         'not model class names: evaluate on a dataset whose category names are '
+                         "the model's class names (or a subset)")
     return {i: c['id'] for i, c in enumerate(cats)}
+
+
+def _short(names: Sequence[str], shown: int = 5) -> str:
+    """``names`` as a list, cut to the first ``shown`` and the count when longer."""
+    names = list(names)
+    return f'{names}' if len(names) <= shown else f'{names[:shown]}'[:-1] + f', ...] ({len(names)})'
 
 
 def predict_dataset(predict: Callable[[np.ndarray], object], json_path: str | Path | COCO,
@@ -247,9 +272,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=DefaultsHelpFormatter, prog='instseg-eval',
                                      description='COCO box/mask AP of a checkpoint on a dataset')
     parser.add_argument('--data', required=True, help='dataset dir (with instances.json) or JSON')
-    parser.add_argument('--weights', required=True, help='model checkpoint (YOLACT or a torchvision '
-                        'Mask R-CNN file, e.g. maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth)')
-    parser.add_argument('--preset', default='auto', help='yolact_* | maskrcnn_resnet50_fpn[_v2] | auto')
+    parser.add_argument('--weights', required=True, help='model checkpoint: YOLACT, torchvision '
+                        'Mask R-CNN (e.g. maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth) or '
+                        'mmdetection RTMDet-Ins / SOLOv2 / CondInst (e.g. '
+                        'rtmdet-ins_tiny_8xb32-300e_coco_20221130_151727-ec670f7e.pth)')
+    parser.add_argument('--preset', default='auto',
+                        help='yolact_* | maskrcnn_resnet50_fpn[_v2] | rtmdet_ins_{tiny,s,m} | '
+                             'solov2_[light_]r50 | condinst_r50 | auto (from the file name)')
     parser.add_argument('--device', default='cpu')
     parser.add_argument('--precision', default='fp32', choices=('fp32', 'bf16', 'fp16'),
                         help='network precision (torch backend)')
@@ -260,24 +289,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--out', default=None, help='write metrics JSON here')
     args = parser.parse_args(argv)
 
-    from instseg_ros.core.segmenter import InferenceParams, load_segmenter, model_family
+    from instseg_ros.core.segmenter import (FAMILY_TITLES, InferenceParams, load_segmenter,
+                                            model_family)
 
-    json_path, root = resolve_dataset(args.data)
-    coco_gt = _load_gt(json_path)
+    try:
+        json_path, root = resolve_dataset(args.data)
+        coco_gt = _load_gt(json_path)
+    except (OSError, ValueError) as exc:  # missing file, not JSON
+        print(f'instseg-eval: {_one_line(exc)}', file=sys.stderr)
+        return 2
     from instseg_ros.core.checkpoint import CheckpointError
     try:
-        options = ({} if model_family(args.preset, args.weights) == 'maskrcnn' else
+        family = model_family(args.preset, args.weights)
+        options = ({} if family == 'maskrcnn' else
                    {'precision': args.precision, 'backend': args.backend})
-        predictor = load_segmenter(args.weights, preset=args.preset, device=args.device,
-                                   **options)
+        with warnings.catch_warnings(record=True) as caught:  # each as one line below
+            warnings.simplefilter('always')
+            predictor = load_segmenter(args.weights, preset=args.preset, device=args.device,
+                                       **options)
+        mapping = label_to_category_map(coco_gt, getattr(predictor, 'class_names', None))
     except (CheckpointError, ValueError, ImportError) as exc:
-        print(f'instseg-eval: {exc}', file=sys.stderr)
+        print(f'instseg-eval: {_one_line(exc)}', file=sys.stderr)
         return 2
+    for warning in caught:
+        print(f'instseg-eval: {_one_line(warning.message)}', file=sys.stderr)
+    used = getattr(predictor, 'precision', 'fp32')
+    if used != args.precision and not caught:
+        print(f'instseg-eval: precision {args.precision} is not used by {FAMILY_TITLES[family]} '
+              f'on {args.device}; running {used}', file=sys.stderr)
     params = InferenceParams(score_threshold=args.score_threshold)
-    mapping = label_to_category_map(coco_gt, getattr(predictor, 'class_names', None))
+
+    unscored = [0]  # detections of model classes the dataset does not have
 
     def predict(image_bgr: np.ndarray):
-        return predictor(image_bgr, color_order='bgr', params=params)
+        inst = predictor(image_bgr, color_order='bgr', params=params)
+        unscored[0] += sum(int(label) not in mapping for label in _to_numpy(inst.labels).reshape(-1))
+        return inst
 
     results, ids, sec = predict_dataset(predict, coco_gt, root,
                                         label_to_cat_id=mapping, limit=args.limit)
@@ -285,15 +332,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     metrics.update({'num_images': len(ids), 'num_predictions': len(results),
                     'mean_inference_ms': 1000.0 * sec, 'weights': str(args.weights),
                     'data': str(json_path), 'score_threshold': args.score_threshold,
-                    'precision': predictor.precision, 'backend': predictor.backend})
+                    'precision': predictor.precision, 'backend': predictor.backend,
+                    'preset': predictor.name, 'family': family,
+                    'num_unscored_predictions': unscored[0]})
     print(format_table(metrics))
     print(f'\n{len(ids)} images, {len(results)} predictions, '
-          f'{1000.0 * sec:.1f} ms/image on {args.device}', file=sys.stderr)
+          f'{1000.0 * sec:.1f} ms/image on {args.device}'
+          + (f'; {unscored[0]} detections of classes the dataset does not have left out'
+             if unscored[0] else ''), file=sys.stderr)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, 'w', encoding='utf-8') as f:
             json.dump(metrics, f, indent=2)
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    return ' '.join(str(exc).split()) or type(exc).__name__
 
 
 if __name__ == '__main__':

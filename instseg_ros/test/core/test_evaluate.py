@@ -1,4 +1,5 @@
-"""Tests of the COCO evaluation helpers (no model needed)."""
+"""Tests of the COCO evaluation helpers (no model needed), and instseg-eval end to end with a random
+RTMDet-Ins-tiny file."""
 
 import hashlib
 import json
@@ -143,3 +144,83 @@ def test_predict_dataset_with_oracle(tmp_path):
     for key in ('box', 'mask'):
         assert metrics[key]['AP'] == pytest.approx(1.0)
         assert metrics[key]['AP75'] == pytest.approx(1.0)
+
+
+def test_category_map_for_a_model_with_more_classes(gt_json):
+    """A model with more classes than the dataset (e.g. COCO-80 on a few COCO classes): mapped by
+    name, the other labels left out of the results; names that do not cover the categories: one
+    ValueError line instead of a KeyError later."""
+    from pycocotools.coco import COCO
+
+    from instseg_ros.training.evaluate import label_to_category_map
+    coco = COCO(str(gt_json))
+    mapping = label_to_category_map(coco, ['x', 'b', 'y', 'a'])
+    assert mapping == {1: 2, 3: 1}
+    res = instances_to_coco_results(1, np.array([[2, 2, 22, 22], [0, 0, 5, 5]], np.float32),
+                                    np.array([0.9, 0.8]), np.array([3, 2]), None, mapping)
+    assert [r['category_id'] for r in res] == [1]
+    assert label_to_category_map(coco, ['p', 'q']) == {0: 1, 1: 2}   # same count: by position
+    with pytest.raises(ValueError, match=r"3 classes and the dataset 2 categories, and the "
+                                         r"category name\(s\) \['b'\] are not model class names"):
+        label_to_category_map(coco, ['a', 'x', 'y'])
+
+
+RTMDET_NAME = 'rtmdet-ins_tiny_8xb32-300e_coco_20221130_151134-random.pth'
+SHAPE_CLASSES = ['ball', 'box', 'triangle', 'ring', 'star']
+
+
+def test_instseg_eval_with_an_mmdetection_rtmdet_ins_file(tmp_path, capsys):
+    """instseg-eval (its entry point) with a random RTMDet-Ins-tiny file in mmdetection's layout
+    (family and preset from the file name) whose 80 class names include the synthetic dataset's 5:
+    the AP JSON holds numbers in [0, 1] (-1: no ground truth of that size), the family and
+    preset; detections of the 75 other classes are left out and counted. A COCO-80 file on the same
+    data, --precision bf16 and --backend onnxruntime end in one line each, never a traceback."""
+    from instseg_ros.core.classes import COCO_CLASSES
+    from instseg_ros.core.models.rtmdet.config import get_config
+    from instseg_ros.core.models.rtmdet.testing import calibrated_state_dict
+    from instseg_ros.synth.scene import Camera
+    from instseg_ros.training.evaluate import main
+
+    data = tmp_path / 'data'
+    write_coco_dataset(data, num_images=1, seed=3, camera=Camera(160, 120), write_depth=False)
+    state_dict = calibrated_state_dict(get_config('rtmdet_ins_tiny'), seed=0)
+    weights, coco_weights = tmp_path / RTMDET_NAME, tmp_path / 'coco' / RTMDET_NAME
+    coco_weights.parent.mkdir()
+    for path, names in ((weights, SHAPE_CLASSES + [f'other_{i}' for i in range(75)]),
+                        (coco_weights, list(COCO_CLASSES))):
+        torch.save({'meta': {'mmdet_version': '3.3.0', 'dataset_meta': {'classes': names}},
+                    'state_dict': state_dict}, path)
+
+    out = tmp_path / 'metrics.json'
+    assert main(['--data', str(data), '--weights', str(weights), '--out', str(out)]) == 0
+    metrics = json.loads(out.read_text())
+    assert (metrics['family'], metrics['preset'], metrics['num_images']) == (
+        'rtmdet_ins', 'rtmdet_ins_tiny', 1)
+    assert (metrics['precision'], metrics['backend']) == ('fp32', 'torch')
+    for key in ('box', 'mask'):
+        assert 0.0 <= metrics[key]['AP'] <= metrics[key]['AP50'] <= 1.0
+        assert all(0.0 <= v <= 1.0 or v == -1.0 for v in metrics[key].values()), metrics[key]
+    assert metrics['num_predictions'] + metrics['num_unscored_predictions'] > 0
+    assert set(metrics['per_class']['mask']) == set(SHAPE_CLASSES)
+    capsys.readouterr()
+
+    def one_line_run(*args: str) -> tuple[int, str]:
+        code = main(['--data', str(data), '--out', str(tmp_path / 'x.json'), *args])
+        err = capsys.readouterr().err
+        assert 'Traceback' not in err and 'warnings.warn' not in err, err
+        return code, err
+
+    code, err = one_line_run('--weights', str(coco_weights))
+    assert code == 2 and err.count('\n') == 1, err
+    assert err.startswith("instseg-eval: the model has 80 classes and the dataset 5 categories")
+    for option, value in (('--precision', 'bf16'), ('--backend', 'onnxruntime')):
+        code, err = one_line_run('--weights', str(weights), option, value)
+        if code == 2:         # refused (an exported runtime not installed, ...): one line
+            assert err.count('\n') == 1 and err.startswith('instseg-eval: '), err
+            continue
+        assert code == 0, err
+        ran = json.loads((tmp_path / 'x.json').read_text())
+        attribute = option[2:]
+        if ran[attribute] != value:   # not used: said on one line
+            lines = [line for line in err.splitlines() if value in line]
+            assert len(lines) == 1 and lines[0].startswith('instseg-eval: '), err
