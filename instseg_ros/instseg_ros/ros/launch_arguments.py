@@ -73,6 +73,11 @@ OTHER_ARGUMENTS = {
     'respawn_delay': ('2.0', 'Seconds to wait before a restart (with respawn:=true).'),
     'lifecycle': ('false', 'Start the managed (lifecycle) node yolact_lifecycle_node instead.'),
     'autostart': ('true', 'With lifecycle:=true: configure and activate it at launch.'),
+    'model': ('auto', 'Model family: auto | yolact | maskrcnn | rtmdet_ins | solov2 | condinst. '
+                      'Checked before the node starts: the node takes the family from preset '
+                      '(or, with preset auto, from the weights file name), so model:=F needs a '
+                      'preset of F or a file name of F (e.g. model:=rtmdet_ins '
+                      'preset:=rtmdet_ins_tiny).'),
 }
 
 BOOLEAN_ARGUMENTS = ('rviz', 'respawn', 'lifecycle', 'autostart')
@@ -198,7 +203,56 @@ def check_arguments(configurations: Mapping[str, str]) -> list[str]:
         raise LaunchArgumentError(f'params_file:={params_file} does not exist; pass the path of a '
                                   'YAML parameters file (see config/yolact.yaml)')
     parameter_overrides(configurations)
+    check_model(configurations)
     return foreign
+
+
+def _params_file_preset(path: str | None) -> str | None:
+    """The preset a params file sets for the node (``/**`` or a ``yolact`` section), if any."""
+    if not path:
+        return None
+    try:
+        with open(path, encoding='utf-8') as stream:
+            document = yaml.safe_load(stream)
+    except (OSError, yaml.YAMLError):
+        return None  # the node reports an unreadable file itself
+    preset = None
+    for key, section in (document or {}).items() if isinstance(document, dict) else ():
+        values = section.get('ros__parameters') if isinstance(section, dict) else None
+        if isinstance(values, dict) and 'preset' in values and (
+                str(key).strip('/') in ('**', '*') or str(key).split('/')[-1] == 'yolact'):
+            preset = str(values['preset'])
+    return preset
+
+
+def check_model(configurations: Mapping[str, str]) -> None:
+    """model:=<family> against the preset (argument, else params file) or, with preset auto, the
+    weights file name; LaunchArgumentError (one line) when the node would run another family."""
+    model = configurations.get('model', 'auto')
+    if model == 'auto':
+        return
+    from instseg_ros.core.checkpoint import CheckpointError  # torch: only with model:= given
+    from instseg_ros.core.segmenter import BUILDERS, family_presets, model_family
+    if model not in BUILDERS:
+        raise LaunchArgumentError(f'launch argument model:={model}: pass one of auto, '
+                                  f'{", ".join(BUILDERS)}')
+    preset = configurations.get('preset', NOT_GIVEN)
+    if preset == NOT_GIVEN:
+        preset = _params_file_preset(configurations.get('params_file')) or 'auto'
+    weights = configurations.get('weights', NOT_GIVEN)
+    weights = '' if weights == NOT_GIVEN else weights
+    presets = ' | '.join(family_presets()[model])
+    try:
+        family = model_family(preset, weights or 'weights.pth', model)
+    except CheckpointError as exc:
+        raise LaunchArgumentError(f'launch argument model:={model}: {exc}') from None
+    if preset == 'auto':
+        family = model_family('auto', weights) if weights else 'yolact'
+        if family != model:
+            named = f'the file name {os.path.basename(weights)}' if weights else 'the shipped demo model'
+            raise LaunchArgumentError(
+                f'launch argument model:={model}: with preset auto the node takes the family from '
+                f'{named} ({family}); pass preset:={presets}')
 
 
 def overrides_yaml(overrides: Mapping) -> str:

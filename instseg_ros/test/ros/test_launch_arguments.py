@@ -288,3 +288,87 @@ def test_maskrcnn_launch_includes_the_shared_launch_with_a_preset():
 
     given = {text(k): text(v) for k, v in include.launch_arguments}
     assert given == {'preset': 'maskrcnn_resnet50_fpn', 'weights': '/w/maskrcnn_resnet50_fpn_coco-bf2d0c1e.pth'}
+
+
+MMDET_RTMDET_NAME = 'rtmdet-ins_tiny_8xb32-300e_coco_20221130_151134-random.pth'
+
+
+def test_model_argument_is_checked_against_the_preset_and_the_file_name(tmp_path):
+    """model:=<family> (launch only: the node takes the family from preset, else the file name):
+    accepted when the preset or the file name is of that family (also a preset from the params
+    file), else one line saying which preset to pass."""
+    assert la.OTHER_ARGUMENTS['model'][0] == 'auto'
+    for given in ({'model': 'rtmdet_ins', 'preset': 'rtmdet_ins_tiny'},
+                  {'model': 'rtmdet_ins', 'weights': f'/w/{MMDET_RTMDET_NAME}'},
+                  {'model': 'solov2', 'weights': '/w/any.pth', 'preset': 'solov2_light_r50'},
+                  {'model': 'condinst', 'preset': 'condinst_r50'}, {'model': 'yolact'},
+                  {'model': 'auto', 'preset': 'solov2_r50'}):
+        assert la.check_arguments(configurations(**given)) == [], given
+    user = tmp_path / 'user.yaml'
+    user.write_text(yaml.safe_dump({'/**': {'ros__parameters': {'preset': 'rtmdet_ins_s'}}}))
+    assert la.check_arguments(configurations(model='rtmdet_ins', weights='/w/any.pth',
+                                             params_file=str(user))) == []
+    refused = [
+        ({'model': 'rtmdet'}, 'launch argument model:=rtmdet: pass one of auto, yolact, maskrcnn, '
+                              'rtmdet_ins, solov2, condinst'),
+        ({'model': 'rtmdet_ins', 'preset': 'solov2_r50'},
+         "preset 'solov2_r50' is a solov2 preset, not a rtmdet_ins one; pass model:=solov2"),
+        ({'model': 'solov2', 'weights': f'/w/{MMDET_RTMDET_NAME}'},
+         f'with preset auto the node takes the family from the file name {MMDET_RTMDET_NAME} '
+         '(rtmdet_ins); pass preset:=solov2_r50 | solov2_light_r50'),
+        ({'model': 'condinst'}, 'the family from the shipped demo model (yolact); pass '
+                                'preset:=condinst_r50'),
+    ]
+    for given, expected in refused:
+        with pytest.raises(la.LaunchArgumentError) as info:
+            la.check_arguments(configurations(**given))
+        assert expected in str(info.value) and '\n' not in str(info.value), (given, info.value)
+
+
+@needs_ros2_launch
+def test_ros2_launch_runs_an_mmdetection_family_with_model_and_preset(
+        tmp_path, make_node, spin_until):
+    """ros2 launch yolact.launch.py weights:=<random RTMDet-Ins-tiny mmdet file> model:=rtmdet_ins
+    preset:=rtmdet_ins_tiny image:=... with a params file of its own: the Ready line names the
+    family, and a published frame comes back as instances (calibrated random weights detect)."""
+    import torch
+    from instseg_msgs.msg import InstanceMaskArray
+    from launch_args import start, stop, wait_for_text
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+
+    from instseg_ros.core.classes import COCO_CLASSES
+    from instseg_ros.core.models.rtmdet.config import get_config
+    from instseg_ros.core.models.rtmdet.testing import calibrated_state_dict
+    from instseg_ros.ros.conversions import numpy_to_image
+    from instseg_ros.synth.scene import Camera, render_scene
+    weights = tmp_path / MMDET_RTMDET_NAME
+    torch.save({'meta': {'mmdet_version': '3.3.0', 'dataset_meta': {'classes': COCO_CLASSES}},
+                'state_dict': calibrated_state_dict(get_config('rtmdet_ins_tiny'), seed=0)}, weights)
+    params = tmp_path / 'params.yaml'
+    params.write_text(yaml.safe_dump({'/**': {'ros__parameters': {
+        'device': 'cpu', 'max_detections': 10, 'publish_markers': False}}}))
+    log = tmp_path / 'launch.log'
+    proc = start(['ros2', 'launch', 'instseg_ros', 'yolact.launch.py', f'weights:={weights}',
+                  'model:=rtmdet_ins', 'preset:=rtmdet_ins_tiny', 'image:=/mmdet_cam/image',
+                  f'params_file:={params}', 'namespace:=mmdet'], log)
+    try:
+        assert wait_for_text(log, 'Ready: model', proc, 120), log.read_text()[-3000:]
+        assert ('Ready: model rtmdet_ins_tiny on cpu (torch fp32), RTMDet-Ins (mmdetection), '
+                '80 classes, listening on /mmdet_cam/image') in log.read_text()
+        node = make_node('mmdet_launch_client')
+        results = []
+        node.create_subscription(InstanceMaskArray, '/mmdet/instances', results.append, 10)
+        pub = node.create_publisher(Image, '/mmdet_cam/image',
+                                    QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE))
+        msg = numpy_to_image(render_scene(3, Camera(320, 240)).image_bgr, 'bgr8')
+        for sec in range(60):
+            msg.header.stamp.sec = 100 + sec
+            pub.publish(msg)
+            if spin_until(node, lambda: bool(results), timeout_s=2.0):
+                break
+        assert results and 0 < len(results[0].instances) <= 10, log.read_text()[-3000:]
+        assert {i.class_name for i in results[0].instances} <= set(COCO_CLASSES)
+        assert 'Traceback' not in log.read_text()
+    finally:
+        stop(proc)

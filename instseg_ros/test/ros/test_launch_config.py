@@ -37,7 +37,7 @@ def test_every_remap_argument_targets_a_node_input_topic():
     assert {topic for topic, _ in tables['remaps'].values()} <= NODE_INPUT_TOPICS
     assert set(tables['remaps']) == {'image', 'depth', 'camera_info'}
     assert set(tables['other']) == {'namespace', 'params_file', 'rviz', 'log_level', 'respawn',
-                                    'respawn_delay', 'lifecycle', 'autostart'}
+                                    'respawn_delay', 'lifecycle', 'autostart', 'model'}
 
 
 def test_rviz_config_uses_relative_topics():
