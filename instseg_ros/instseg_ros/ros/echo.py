@@ -51,6 +51,7 @@ def main(args=None) -> int:
         return 2
     import rclpy
     from instseg_msgs.msg import InstanceMaskArray
+    from rclpy.executors import ExternalShutdownException
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
 
@@ -81,7 +82,7 @@ def main(args=None) -> int:
                   'camera publishing?', file=sys.stderr)
             return 1
         return 0
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ExternalShutdownException):  # Ctrl-C, SIGTERM (e.g. timeout)
         return 130
     finally:
         node.destroy_node()

@@ -442,7 +442,7 @@ def render_scene(seed: int, camera: Camera = Camera(), *,
         color, depth, owner = _composite(bg_color, bg_depth, placed)
         masks = np.stack([owner == i for i in range(len(placed))]) if placed else \
             np.zeros((0, h, w), dtype=bool)
-        visible = masks.reshape(len(placed), -1).sum(axis=1)
+        visible = masks.reshape(len(placed), h * w).sum(axis=1)  # -1 fails for 0 objects
         bad = [i for i, o in enumerate(placed)
                if visible[i] < max(min_visible_px, min_visible_fraction * o.area)]
         if not bad:

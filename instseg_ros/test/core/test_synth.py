@@ -153,3 +153,11 @@ def test_cli_jpeg(tmp_path):
     assert [im['file_name'] for im in data['images']] == ['images/000000.jpg', 'images/000001.jpg']
     assert data['camera']['width'] == 320 and data['images'][0]['height'] == 240
     assert (tmp_path / 'depth' / '000001.png').is_file()
+
+
+def test_a_scene_without_objects_renders():
+    """A small camera where no object fits (seed 1005 at 160x120): an empty scene, not a reshape
+    error (synthetic_camera -p width:=160 -p height:=120 died at startup)."""
+    scene = render_scene(1005, Camera(160, 120))
+    assert scene.masks.shape == (0, 120, 160) and scene.image_bgr.shape == (120, 160, 3)
+    assert scene.labels.shape == (0,) and scene.boxes_xyxy.shape == (0, 4)
