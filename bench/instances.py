@@ -64,7 +64,7 @@ def build_segmenter(name: str, device: torch.device, maskrcnn_min_size: int):
     """A segmenter with random weights (seed 0)."""
     torch.manual_seed(0)
     if name.startswith('maskrcnn'):
-        from instseg_ros.core.maskrcnn import MaskRcnnConfig, MaskRcnnSegmenter, build_model
+        from instseg_ros.core.models.maskrcnn import MaskRcnnConfig, MaskRcnnSegmenter, build_model
         cfg = MaskRcnnConfig(name, min_size=maskrcnn_min_size,
                              max_size=round(maskrcnn_min_size * 1333 / 800))
         model = build_model(cfg).eval()
@@ -73,9 +73,8 @@ def build_segmenter(name: str, device: torch.device, maskrcnn_min_size: int):
             model.roi_heads.mask_predictor.mask_fcn_logits.bias.fill_(1.0)
         return MaskRcnnSegmenter(model, cfg, device=device)
     from instseg_ros.core.config import get_preset
-    from instseg_ros.core.model.yolact import Yolact, init_weights_
+    from instseg_ros.core.models.yolact import Yolact, YolactSegmenter, init_weights_
     from instseg_ros.core.predictor import Predictor
-    from instseg_ros.core.segmenter import YolactSegmenter
     cfg = get_preset(name)
     model = Yolact(cfg)
     init_weights_(model, torch.Generator().manual_seed(0))

@@ -34,7 +34,7 @@ import harness  # noqa: E402
 from instseg_ros.core.config import get_preset  # noqa: E402
 from instseg_ros.core.export import export_onnx  # noqa: E402
 from instseg_ros.core.exported import load_network  # noqa: E402
-from instseg_ros.core.model.yolact import Yolact, init_weights_  # noqa: E402
+from instseg_ros.core.models.yolact.yolact import Yolact, init_weights_  # noqa: E402
 from instseg_ros.core.predictor import InferenceParams, Predictor, default_class_names  # noqa: E402
 
 MASKRCNN = 'maskrcnn_resnet50_fpn'

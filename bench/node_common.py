@@ -32,7 +32,7 @@ os.environ.pop('ROS_LOCALHOST_ONLY', None)
 import torch
 from instseg_ros.core.checkpoint import save_checkpoint
 from instseg_ros.core.config import get_preset
-from instseg_ros.core.model.yolact import Yolact
+from instseg_ros.core.models.yolact.yolact import Yolact
 from instseg_ros.synth.scene import CLASS_NAMES, Camera, render_scene
 from launch_args import PARAMS_FILE, node_command, start, stop
 

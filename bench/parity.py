@@ -50,8 +50,8 @@ import harness  # noqa: E402
 from instseg_ros.core.checkpoint import load_model, save_checkpoint  # noqa: E402
 from instseg_ros.core.config import get_preset  # noqa: E402
 from instseg_ros.core.export import has_dcn  # noqa: E402
-from instseg_ros.core.model.dcn import DCNv2  # noqa: E402
-from instseg_ros.core.model.yolact import Yolact, init_weights_  # noqa: E402
+from instseg_ros.core.models.yolact.dcn import DCNv2  # noqa: E402
+from instseg_ros.core.models.yolact.yolact import Yolact, init_weights_  # noqa: E402
 from instseg_ros.core.ops.boxes import box_iou, decode  # noqa: E402
 from instseg_ros.core.ops.nms import NmsResult  # noqa: E402
 from instseg_ros.core.postprocess import (  # noqa: E402

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from instseg_ros.core.config import PRESETS, ModelConfig, get_preset
-from instseg_ros.core.model.yolact import Yolact
+from instseg_ros.core.models.yolact.yolact import Yolact
 
 StateDict = dict[str, torch.Tensor]
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from instseg_ros.core.export import EXPORT_FORMAT, config_from_dict, export_onnx, has_dcn
-from instseg_ros.core.model.yolact import YolactOutput
+from instseg_ros.core.models.yolact.yolact import YolactOutput
 from instseg_ros.core.precision import Precision
 
 __all__ = ['OnnxRuntimeNetwork', 'OpenVinoNetwork', 'cached_export', 'load_network', 'read_sidecar']

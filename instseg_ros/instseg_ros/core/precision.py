@@ -15,7 +15,7 @@ fp16       no                                  yes (channels-last)
 =========  ==================================  ======================================
 
 YOLACT++'s deformable convolutions compute in float32 inside a bf16 network (torchvision's
-``deform_conv2d`` has no bf16 kernel; :mod:`instseg_ros.core.model.dcn`); fp16 on CUDA uses its kernel.
+``deform_conv2d`` has no bf16 kernel; :mod:`instseg_ros.core.models.yolact.dcn`); fp16 on CUDA uses its kernel.
 
 Channels-last (NHWC) is used for bf16 / fp16: on this project's CPU the bf16 forward took about a
 third of its contiguous time with it (oneDNN's blocked bf16 kernels), and on CUDA it is the layout

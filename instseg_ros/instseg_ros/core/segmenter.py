@@ -1,6 +1,7 @@
-"""One segmenter interface for the pipeline, node, bag tool and evaluator; YOLACT and Mask R-CNN
-implement it. A plain dict of builders (``BUILDERS``) picks the implementation; nothing else here
-knows a model's internals.
+"""One segmenter interface for the pipeline, node, bag tool and evaluator; each model family
+implements it in its subpackage of ``core/models`` (yolact, maskrcnn, rtmdet, solov2, condinst).
+A plain dict of builders (``BUILDERS``) picks the implementation; nothing else here knows a
+model's internals.
 
 The interface (:class:`Segmenter`): uint8 image(s) in, ``RoiDetections`` (host arrays, tight mask
 ROIs) or ``Instances`` (full masks, for the evaluator) out, plus ``name`` (preset), ``device``,
@@ -10,6 +11,7 @@ ROIs) or ``Instances`` (full masks, for the evaluator) out, plus ``name`` (prese
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Callable, Protocol, Sequence, runtime_checkable
@@ -18,14 +20,11 @@ import numpy as np
 import torch
 
 from instseg_ros.core.checkpoint import CheckpointError
-from instseg_ros.core.config import PRESETS as YOLACT_PRESETS
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections
 from instseg_ros.core.structures import Instances
 
-__all__ = ['BUILDERS', 'InferenceParams', 'RoiDetections', 'Segmenter', 'YolactSegmenter',
-           'all_presets', 'load_segmenter', 'model_family']
-
-MASKRCNN_PRESET_NAMES = ('maskrcnn_resnet50_fpn', 'maskrcnn_resnet50_fpn_v2')
+__all__ = ['BUILDERS', 'InferenceParams', 'RoiDetections', 'Segmenter', 'all_presets', 'load_segmenter',
+           'model_family']
 
 
 @runtime_checkable
@@ -54,96 +53,22 @@ class Segmenter(Protocol):
         """Run predictions on a grey image (kernel selection, allocator)."""
 
 
-class YolactSegmenter:
-    """The YOLACT/YOLACT++ :class:`~instseg_ros.core.predictor.Predictor` as a :class:`Segmenter`
-    (delegates every call; ``predictor`` and ``cfg`` stay reachable)."""
-
-    def __init__(self, predictor) -> None:
-        self.predictor = predictor
-
-    @property
-    def cfg(self):
-        return self.predictor.cfg
-
-    @property
-    def name(self) -> str:
-        return self.predictor.cfg.name
-
-    @property
-    def device(self) -> torch.device:
-        return self.predictor.device
-
-    @property
-    def backend(self) -> str:
-        """Network backend: 'torch', 'onnxruntime' or 'openvino'."""
-        return getattr(self.predictor, 'backend', 'torch')
-
-    @property
-    def precision(self) -> str:
-        own = getattr(self.predictor, 'precision', None)
-        if isinstance(own, str):
-            return own
-        return 'fp16' if getattr(self.predictor, 'half', False) else 'fp32'
-
-    @property
-    def class_names(self) -> Sequence[str]:
-        return self.predictor.class_names
-
-    @property
-    def last_timings_ms(self) -> dict[str, float]:
-        return self.predictor.last_timings_ms
-
-    @property
-    def model(self):
-        return self.predictor.model
-
-    def predict_rois(self, image, color_order='bgr', params=None) -> RoiDetections:
-        return self.predictor.predict_rois(image, color_order=color_order, params=params)
-
-    def predict_rois_batch(self, images, color_order='bgr', params=None) -> list[RoiDetections]:
-        return self.predictor.predict_rois_batch(images, color_order=color_order, params=params)
-
-    def __call__(self, image, color_order='bgr', params=None) -> Instances:
-        return self.predictor(image, color_order=color_order, params=params)
-
-    def predict_batch(self, images, color_order='bgr', params=None) -> list[Instances]:
-        return self.predictor.predict_batch(images, color_order=color_order, params=params)
-
-    def warmup(self, image_size=(480, 640), iterations=1) -> None:
-        self.predictor.warmup(image_size, iterations)
-
-
-def _build_yolact(weights, preset, device, half, class_names, **options) -> Segmenter:
-    from instseg_ros.core.predictor import Predictor
-    return YolactSegmenter(Predictor.from_checkpoint(
-        weights, preset=preset, device=device, half=half, class_names=class_names,
-        num_classes=options.get('num_classes'), precision=options.get('precision'),
-        backend=options.get('backend') or 'torch'))
-
-
-def _build_maskrcnn(weights, preset, device, half, class_names, **options) -> Segmenter:
-    from instseg_ros.core.maskrcnn import MaskRcnnSegmenter
-    sizes = {k: int(options[k]) for k in ('min_size', 'max_size') if options.get(k)}
-    return MaskRcnnSegmenter.from_checkpoint(weights, preset=preset, device=device, half=half,
-                                             class_names=class_names, **sizes)
-
-
 def _build_family(module: str):
     """Builder of a family whose subpackage (core/models/<family>) exports build_segmenter."""
     def build(weights, preset, device, half, class_names, **options) -> Segmenter:
-        import importlib
         return importlib.import_module(module).build_segmenter(
             weights, preset=preset, device=device, half=half, class_names=class_names, **options)
     return build
 
 
+#: model family -> its subpackage under core/models (exports PRESETS and build_segmenter)
+FAMILY_MODULES = {'yolact': 'instseg_ros.core.models.yolact', 'maskrcnn': 'instseg_ros.core.models.maskrcnn',
+                  'rtmdet_ins': 'instseg_ros.core.models.rtmdet', 'solov2': 'instseg_ros.core.models.solov2',
+                  'condinst': 'instseg_ros.core.models.condinst'}
+
 #: model family -> builder(weights, preset, device, half, class_names, **options) -> Segmenter
 BUILDERS: dict[str, Callable[..., Segmenter]] = {
-    'yolact': _build_yolact, 'maskrcnn': _build_maskrcnn,
-    'rtmdet_ins': _build_family('instseg_ros.core.models.rtmdet'),
-    'solov2': _build_family('instseg_ros.core.models.solov2'),
-    'condinst': _build_family('instseg_ros.core.models.condinst'),
-}
+    family: _build_family(module) for family, module in FAMILY_MODULES.items()}
 
 #: each family in words (the node's Ready line)
 FAMILY_TITLES = {'yolact': 'YOLACT', 'maskrcnn': 'Mask R-CNN (torchvision)',
@@ -152,11 +77,8 @@ FAMILY_TITLES = {'yolact': 'YOLACT', 'maskrcnn': 'Mask R-CNN (torchvision)',
 
 
 def family_presets() -> dict[str, tuple[str, ...]]:
-    """Family -> its preset names."""
-    from instseg_ros.core.models import condinst, rtmdet, solov2
-    return {'yolact': tuple(YOLACT_PRESETS), 'maskrcnn': MASKRCNN_PRESET_NAMES,
-            'rtmdet_ins': tuple(rtmdet.PRESETS), 'solov2': tuple(solov2.PRESETS),
-            'condinst': tuple(condinst.PRESETS)}
+    """Family -> its preset names (each subpackage's PRESETS)."""
+    return {family: tuple(importlib.import_module(module).PRESETS) for family, module in FAMILY_MODULES.items()}
 
 
 def _family_from_file_name(weights: str | os.PathLike) -> str | None:

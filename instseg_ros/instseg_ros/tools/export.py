@@ -39,7 +39,7 @@ def _model(args):
     from instseg_ros.core.checkpoint import load_model
     from instseg_ros.core.classes import load_class_names, sidecar_class_names
     from instseg_ros.core.config import get_preset
-    from instseg_ros.core.model.yolact import Yolact, init_weights_
+    from instseg_ros.core.models.yolact.yolact import Yolact, init_weights_
     from instseg_ros.core.predictor import default_class_names
 
     if args.random:

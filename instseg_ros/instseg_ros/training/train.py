@@ -38,7 +38,7 @@ from torch import nn
 
 from instseg_ros.core.checkpoint import load_state_dict_file, save_checkpoint
 from instseg_ros.core.config import ModelConfig, get_preset
-from instseg_ros.core.model.yolact import Yolact, init_weights_
+from instseg_ros.core.models.yolact.yolact import Yolact, init_weights_
 from instseg_ros.training.data import AugmentConfig, CocoInstanceDataset, make_loader
 from instseg_ros.training.losses import LossConfig, compute_losses
 from instseg_ros.cli_help import DefaultsHelpFormatter

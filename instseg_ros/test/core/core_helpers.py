@@ -5,7 +5,7 @@ from dataclasses import replace
 import torch
 
 from instseg_ros.core.config import get_preset
-from instseg_ros.core.model.yolact import Yolact, init_weights_
+from instseg_ros.core.models.yolact.yolact import Yolact, init_weights_
 
 
 def best_mask_ious(reference, other, min_score: float = 0.3) -> torch.Tensor:

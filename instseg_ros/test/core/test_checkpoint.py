@@ -12,7 +12,7 @@ from instseg_ros.core.checkpoint import (CheckpointError, PresetMismatchWarning,
                                          load_state_dict_file, preset_from_file_name, preset_from_shapes,
                                          save_checkpoint)
 from instseg_ros.core.config import OFFICIAL_PRESETS, get_preset
-from instseg_ros.core.model import Yolact, init_weights_
+from instseg_ros.core.models.yolact import Yolact, init_weights_
 
 STATE_DICTS = Path(__file__).resolve().parents[1] / 'data' / 'state_dicts'
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from instseg_ros.core.model.yolact import Yolact
+from instseg_ros.core.models.yolact.yolact import Yolact
 from instseg_ros.core.precision import resolve_precision
 from instseg_ros.core.predictor import InferenceParams, Predictor
 from instseg_ros.ros.model_loading import SHIPPED_WEIGHTS as SHIPPED

@@ -18,7 +18,7 @@ from instseg_ros.core.checkpoint import save_checkpoint
 from instseg_ros.core.config import get_preset
 from instseg_ros.core.export import export_onnx
 from instseg_ros.core.exported import OnnxRuntimeNetwork, OpenVinoNetwork, load_network
-from instseg_ros.core.model.yolact import Yolact, init_weights_
+from instseg_ros.core.models.yolact.yolact import Yolact, init_weights_
 from instseg_ros.core.predictor import InferenceParams, Predictor
 from instseg_ros.tools.export import main as export_main
 

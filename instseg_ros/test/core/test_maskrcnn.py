@@ -14,10 +14,10 @@ from launch_args import make_maskrcnn_checkpoint  # noqa: E402
 
 from instseg_ros.core.checkpoint import CheckpointError, PresetMismatchWarning  # noqa: E402
 from instseg_ros.core.classes import COCO_CATEGORY_IDS, COCO_CLASSES  # noqa: E402
-from instseg_ros.core.maskrcnn import MaskRcnnSegmenter, load_model  # noqa: E402
+from instseg_ros.core.models.maskrcnn import MaskRcnnSegmenter, load_model  # noqa: E402
+from instseg_ros.core.models.yolact import YolactSegmenter  # noqa: E402
 from instseg_ros.core.pipeline import FramePipeline  # noqa: E402
-from instseg_ros.core.segmenter import (InferenceParams, Segmenter, YolactSegmenter,  # noqa: E402
-                                        load_segmenter, model_family)
+from instseg_ros.core.segmenter import InferenceParams, Segmenter, load_segmenter, model_family  # noqa: E402
 
 PRESETS = ('maskrcnn_resnet50_fpn', 'maskrcnn_resnet50_fpn_v2')
 FILE_NAMES = {'maskrcnn_resnet50_fpn': 'maskrcnn_resnet50_fpn_coco-random.pth',
@@ -162,7 +162,7 @@ def test_model_family_follows_preset_then_file_name():
 
 def test_yolact_segmenter_delegates_to_the_predictor():
     from instseg_ros.core.config import get_preset
-    from instseg_ros.core.model.yolact import Yolact
+    from instseg_ros.core.models.yolact.yolact import Yolact
     from instseg_ros.core.predictor import Predictor
 
     torch.manual_seed(0)

@@ -7,10 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from instseg_ros.core.config import PRESETS, get_preset
-from instseg_ros.core.model import Yolact, init_weights_
-from instseg_ros.core.model.dcn import DCNv2
-from instseg_ros.core.model.fpn import FPN
-from instseg_ros.core.model.maskiou import MaskIoUNet
+from instseg_ros.core.models.yolact import Yolact, init_weights_
+from instseg_ros.core.models.yolact.dcn import DCNv2
+from instseg_ros.core.models.yolact.fpn import FPN
+from instseg_ros.core.models.yolact.maskiou import MaskIoUNet
 
 CELLS_128 = 32 * 32 // 4 + 8 * 8 + 4 * 4 + 2 * 2 + 1  # P3 16x16, P4 8, P5 4, P6 2, P7 1 -> 341
 

@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from instseg_ros.core.config import OFFICIAL_PRESETS, PRESETS, get_preset
-from instseg_ros.core.model import Yolact
-from instseg_ros.core.model.backbone import uses_dcn
-from instseg_ros.core.model.priors import level_anchor_sizes, make_priors
+from instseg_ros.core.models.yolact import Yolact
+from instseg_ros.core.models.yolact.backbone import uses_dcn
+from instseg_ros.core.models.yolact.priors import level_anchor_sizes, make_priors
 
 STATE_DICTS = Path(__file__).resolve().parents[1] / 'data' / 'state_dicts'
 SIZES_550 = [(69, 69), (35, 35), (18, 18), (9, 9), (5, 5)]

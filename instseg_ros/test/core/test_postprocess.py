@@ -12,7 +12,7 @@ import torch
 
 from instseg_ros.core.config import get_preset
 from instseg_ros.core.encoding import masks_to_rois
-from instseg_ros.core.model.yolact import YolactOutput
+from instseg_ros.core.models.yolact.yolact import YolactOutput
 from instseg_ros.core.ops.boxes import decode
 from instseg_ros.core.ops.masks import (
     assemble_masks,

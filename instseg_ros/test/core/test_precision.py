@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from instseg_ros.core.config import get_preset
-from instseg_ros.core.model.yolact import Yolact, init_weights_
+from instseg_ros.core.models.yolact.yolact import Yolact, init_weights_
 from instseg_ros.core.precision import cpu_has_native_bf16, resolve_precision
 from instseg_ros.core.predictor import InferenceParams, Predictor
 

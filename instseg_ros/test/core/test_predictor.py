@@ -10,7 +10,7 @@ from instseg_ros.core.checkpoint import save_checkpoint
 from instseg_ros.core.classes import COCO_CLASSES, load_class_names
 from instseg_ros.core.config import get_preset
 from instseg_ros.core.encoding import masks_to_rois
-from instseg_ros.core.model.yolact import Yolact, init_weights_
+from instseg_ros.core.models.yolact.yolact import Yolact, init_weights_
 from instseg_ros.core.pipeline import FramePipeline
 from instseg_ros.core.predictor import InferenceParams, Predictor, default_class_names, resolve_device
 

@@ -8,7 +8,7 @@ import torch
 from instseg_ros.core.checkpoint import (PresetMismatchWarning, _shorten, infer_preset,
                                          load_state_dict_file, save_checkpoint)
 from instseg_ros.core.config import get_preset
-from instseg_ros.core.model.yolact import Yolact
+from instseg_ros.core.models.yolact.yolact import Yolact
 from instseg_ros.core.predictor import resolve_device
 
 

@@ -11,7 +11,7 @@ from pycocotools import mask as mask_utils
 
 from instseg_ros.core.checkpoint import load_model
 from instseg_ros.core.config import get_preset
-from instseg_ros.core.model.yolact import Yolact
+from instseg_ros.core.models.yolact.yolact import Yolact
 from instseg_ros.core.preprocess import preprocess
 from instseg_ros.training.data import (AugmentConfig, CocoInstanceDataset, InfiniteBatchSampler,
                                        collate_batch)

@@ -101,7 +101,7 @@ def make_small_checkpoint(path: pathlib.Path, seed: int) -> pathlib.Path:
 
     from instseg_ros.core.checkpoint import save_checkpoint
     from instseg_ros.core.config import get_preset
-    from instseg_ros.core.model.yolact import Yolact
+    from instseg_ros.core.models.yolact.yolact import Yolact
     from instseg_ros.synth.scene import CLASS_NAMES
 
     torch.manual_seed(seed)

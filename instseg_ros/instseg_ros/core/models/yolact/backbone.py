@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from instseg_ros.core.config import ModelConfig
-from instseg_ros.core.model.dcn import DCNv2
+from instseg_ros.core.models.yolact.dcn import DCNv2
 
 
 def _downsample(in_channels: int, out_channels: int, stride: int) -> nn.Sequential:

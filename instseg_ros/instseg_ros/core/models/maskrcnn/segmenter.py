@@ -32,8 +32,8 @@ from instseg_ros.core.classes import COCO_CATEGORY_IDS, COCO_CLASSES
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections
 from instseg_ros.core.roi_segmenter import RoiSegmenterMixin
 
-__all__ = ['MASKRCNN_PRESETS', 'MaskRcnnConfig', 'MaskRcnnSegmenter', 'build_model', 'load_model',
-           'paste_mask_rois', 'preset_from_file_name', 'preset_from_shapes']
+__all__ = ['MASKRCNN_PRESETS', 'MaskRcnnConfig', 'MaskRcnnSegmenter', 'build_model', 'build_segmenter',
+           'load_model', 'paste_mask_rois', 'preset_from_file_name', 'preset_from_shapes']
 
 MASKRCNN_PRESETS = ('maskrcnn_resnet50_fpn', 'maskrcnn_resnet50_fpn_v2')
 #: torchvision's COCO head size: background + category ids 1..90
@@ -385,3 +385,14 @@ class MaskRcnnSegmenter(RoiSegmenterMixin):
                    for boxes, scores, labels, masks, size in per_image]
         self._stop_clock(forwarded)
         return results
+
+
+def build_segmenter(weights: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cpu',
+                    half: bool = False, class_names: Sequence[str] | None = None,
+                    **options) -> MaskRcnnSegmenter:
+    """A :class:`MaskRcnnSegmenter` for a torchvision Mask R-CNN file; ``options``: min_size,
+    max_size (torchvision's resize; None / 0 = 800 / 1333); other keys (options of other
+    families) are ignored. Raises CheckpointError for a missing / truncated / wrong file."""
+    sizes = {k: int(options[k]) for k in ('min_size', 'max_size') if options.get(k)}
+    return MaskRcnnSegmenter.from_checkpoint(weights, preset=preset, device=device, half=half,
+                                             class_names=class_names, **sizes)

@@ -15,12 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from instseg_ros.core.config import ModelConfig
-from instseg_ros.core.model.backbone import build_backbone
-from instseg_ros.core.model.dcn import DCNv2
-from instseg_ros.core.model.fpn import FPN
-from instseg_ros.core.model.head import PredictionHead, make_proto_net
-from instseg_ros.core.model.maskiou import MaskIoUNet
-from instseg_ros.core.model.priors import make_priors
+from instseg_ros.core.models.yolact.backbone import build_backbone
+from instseg_ros.core.models.yolact.dcn import DCNv2
+from instseg_ros.core.models.yolact.fpn import FPN
+from instseg_ros.core.models.yolact.head import PredictionHead, make_proto_net
+from instseg_ros.core.models.yolact.maskiou import MaskIoUNet
+from instseg_ros.core.models.yolact.priors import make_priors
 
 _MAX_CACHED_PRIORS = 4
 
