@@ -2,7 +2,7 @@
 
     python bench/solov2_golden.py  # writes instseg_ros/test/data/solov2_golden.json
 
-Per preset: the seeded weights of test/core/solov2_weights.py (made by OUR model's key layout)
+Per preset: the seeded weights of instseg_ros/core/models/solov2/testing.py (made by OUR model's key layout)
 are loaded strictly into mmdet's SOLOv2; mmdet's test pipeline runs with its Resize scale set to
 GOLDEN_SCALE on a small synthetic scene. Stored: the normalised input's and raw head outputs'
 summaries (sum, mean |x|, 16 samples at fixed flat indices) and mmdet's final detections (scores,
@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / 'test' / 'core'))
 
 import mmdet_reference as R  # noqa: E402
 from parity_solov2 import CONFIGS, mask_boxes  # noqa: E402
-from solov2_weights import seeded_state_dict  # noqa: E402
+from instseg_ros.core.models.solov2.testing import seeded_state_dict  # noqa: E402
 
 from instseg_ros.core.models.solov2.config import preset_config  # noqa: E402
 from instseg_ros.synth.scene import Camera, render_scene  # noqa: E402
@@ -86,7 +86,7 @@ def golden_for(preset: str, image: np.ndarray) -> dict:
 def main() -> int:
     torch.set_num_threads(2)
     image = render_scene(IMAGE_SEED, Camera(IMAGE_HW[1], IMAGE_HW[0])).image_bgr
-    golden = {'about': 'mmdet 3.3.0 outputs on seeded weights (test/core/solov2_weights.py); bench/solov2_golden.py',
+    golden = {'about': 'mmdet 3.3.0 outputs on seeded weights (instseg_ros/core/models/solov2/testing.py); bench/solov2_golden.py',
               'torch': torch.__version__, 'scale': list(GOLDEN_SCALE), 'image_seed': IMAGE_SEED,
               'image_hw': list(IMAGE_HW), 'presets': {}}
     for preset in CONFIGS:

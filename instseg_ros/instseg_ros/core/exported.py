@@ -4,6 +4,8 @@ Both take the normalised float32 batch of :func:`instseg_ros.core.preprocess.pre
 a ``YolactOutput`` of float32 CPU tensors, so :mod:`instseg_ros.core.postprocess` (one implementation)
 does decoding, NMS and masks for every backend. :func:`load_network` accepts the ``.onnx`` file of
 ``instseg-export`` (with its ``.json`` side-car) or a checkpoint, exported once into a cache.
+The mmdetection families use the same runtimes, cache and checks through
+:mod:`instseg_ros.core.family_export` (:func:`open_runtime`, :func:`cached_onnx`).
 
 Precision: ONNX Runtime runs fp32. OpenVINO runs fp32 (its CPU plugin would pick bf16 by itself on
 bf16 CPUs; the hint is forced to f32) or, with ``precision='bf16'``, its own bf16 inference.
@@ -20,6 +22,7 @@ import os
 import textwrap
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -28,7 +31,8 @@ from instseg_ros.core.export import EXPORT_FORMAT, config_from_dict, export_onnx
 from instseg_ros.core.models.yolact.yolact import YolactOutput
 from instseg_ros.core.precision import Precision
 
-__all__ = ['OnnxRuntimeNetwork', 'OpenVinoNetwork', 'cached_export', 'load_network', 'read_sidecar']
+__all__ = ['OnnxRuntimeNetwork', 'OpenVinoNetwork', 'cached_export', 'cached_onnx', 'load_network',
+           'open_runtime', 'read_sidecar']
 
 _FP32 = Precision('fp32', torch.float32, False)
 _BF16 = Precision('bf16', torch.float32, False)  # runtime-internal bf16; tensors exchanged are fp32
@@ -76,9 +80,13 @@ class OnnxRuntimeNetwork:
         self.precision = _FP32
         self.device = torch.device('cpu')
 
+    def run(self, batch: torch.Tensor) -> list[np.ndarray]:
+        """float ``[B, 3, H, W]`` -> every graph output (graph order) as a host array."""
+        return self.session.run(None, {'image': _numpy(batch)})
+
     def __call__(self, batch: torch.Tensor) -> YolactOutput:
         """float ``[B, 3, S, S]`` -> ``YolactOutput`` of float32 CPU tensors."""
-        return _to_output(self.session.run(None, {'image': _numpy(batch)}))
+        return _to_output(self.run(batch))
 
     def rescore(self, masks_soft: torch.Tensor) -> torch.Tensor:
         """float32 ``[N, 1, Hp, Wp]`` -> float32 ``[N, C-1]`` (YOLACT++ mask-IoU graph)."""
@@ -104,9 +112,13 @@ class OpenVinoNetwork:
         self.precision = _BF16 if precision == 'bf16' else _FP32
         self.device = torch.device('cpu')
 
-    def __call__(self, batch: torch.Tensor) -> YolactOutput:
+    def run(self, batch: torch.Tensor) -> list[np.ndarray]:
+        """float ``[B, 3, H, W]`` -> every graph output (graph order) as a host array."""
         results = self.request.infer({'image': _numpy(batch)})
-        return _to_output(results[self.compiled.output(i)] for i in range(5))
+        return [np.asarray(results[port]) for port in self.compiled.outputs]
+
+    def __call__(self, batch: torch.Tensor) -> YolactOutput:
+        return _to_output(self.run(batch)[:5])
 
     def rescore(self, masks_soft: torch.Tensor) -> torch.Tensor:
         result = self.maskiou({'masks': _numpy(masks_soft)})
@@ -137,36 +149,50 @@ def _cache_dir() -> Path:
     return Path(root) / 'onnx'
 
 
-def cached_export(checkpoint: str | Path, preset: str = 'auto', num_classes: int | None = None) -> Path:
-    """The ONNX export of ``checkpoint``, made on first use in ``$INSTSEG_CACHE_DIR`` (default
-    ``~/.cache/instseg_ros``)/onnx, keyed by the file's path, size, mtime, preset and classes."""
-    from instseg_ros.core.checkpoint import load_model
-    from instseg_ros.core.classes import sidecar_class_names
-    from instseg_ros.core.predictor import default_class_names
-
+def cached_onnx(checkpoint: str | Path, key: str, make: Callable[[Path], None], backend: str = '') -> Path:
+    """The ONNX export of ``checkpoint`` in ``$INSTSEG_CACHE_DIR`` (default
+    ``~/.cache/instseg_ros``)/onnx, keyed by the file's path, size, mtime and ``key``; made on first
+    use by ``make(tmp_path)`` (writes ``tmp_path`` and its side-cars), published complete only.
+    ValueError (one line) when the cache cannot be written."""
     checkpoint = Path(checkpoint).resolve()
     stat = checkpoint.stat()
-    key = f'{checkpoint}|{stat.st_size}|{stat.st_mtime_ns}|{preset}|{num_classes}'
-    out = _cache_dir() / f'{checkpoint.stem}-{hashlib.sha1(key.encode()).hexdigest()[:12]}.onnx'
+    digest = hashlib.sha1(f'{checkpoint}|{stat.st_size}|{stat.st_mtime_ns}|{key}'.encode()).hexdigest()
+    out = _cache_dir() / f'{checkpoint.stem}-{digest[:12]}.onnx'
     if out.is_file() and out.with_suffix('.json').is_file():
         return out
-    model, cfg = load_model(checkpoint, preset=preset, device='cpu', num_classes=num_classes)
-    names = sidecar_class_names(checkpoint) or default_class_names(cfg.num_classes)
     tmp = out.with_name(out.stem + f'.tmp{os.getpid()}.onnx')
+    suffixes = ('.onnx', '.json', '.maskiou.onnx')
     try:
-        export_onnx(model, cfg, tmp, names, source=str(checkpoint))
-        for suffix in ('.onnx', '.json', '.maskiou.onnx'):  # publish complete files only
+        out.parent.mkdir(parents=True, exist_ok=True)
+        make(tmp)
+        for suffix in suffixes:  # publish complete files only
             part = tmp.with_suffix(suffix)
             if part.is_file():
                 part.replace(out.with_suffix(suffix))
     except OSError as exc:
-        for suffix in ('.onnx', '.json', '.maskiou.onnx'):
-            with contextlib.suppress(OSError):
-                tmp.with_suffix(suffix).unlink(missing_ok=True)
         raise ValueError(f'cannot write the ONNX export cache {out.parent} ({exc.strerror or exc}): set '
                          'INSTSEG_CACHE_DIR to a writable folder, or export once with instseg-export '
                          'and pass the .onnx file as weights') from None
+    finally:
+        for suffix in suffixes:
+            with contextlib.suppress(OSError):
+                tmp.with_suffix(suffix).unlink(missing_ok=True)
     return out
+
+
+def cached_export(checkpoint: str | Path, preset: str = 'auto', num_classes: int | None = None) -> Path:
+    """The ONNX export of a YOLACT ``checkpoint`` (:func:`cached_onnx`, keyed also by preset and
+    classes)."""
+    from instseg_ros.core.checkpoint import load_model
+    from instseg_ros.core.classes import sidecar_class_names
+    from instseg_ros.core.predictor import default_class_names
+
+    def make(tmp: Path) -> None:
+        model, cfg = load_model(checkpoint, preset=preset, device='cpu', num_classes=num_classes)
+        names = sidecar_class_names(checkpoint) or default_class_names(cfg.num_classes)
+        export_onnx(model, cfg, tmp, names, source=str(Path(checkpoint).resolve()))
+
+    return cached_onnx(checkpoint, f'{preset}|{num_classes}', make)
 
 
 def _graph_shapes(network) -> dict[str, list]:
@@ -214,24 +240,14 @@ def check_onnx_file(onnx_path: Path) -> None:
                          'export it again with instseg-export') from None
 
 
-def load_network(path: str | Path, backend: str, preset: str = 'auto', device: torch.device | None = None,
-                 precision: str | None = None, half: bool = False, num_classes: int | None = None):
-    """(network, ModelConfig, class names) for ``backend`` on ``path`` (.onnx export or checkpoint).
-
-    Unsupported requests (a CUDA device without a GPU provider, fp16, bf16 on ONNX Runtime) give one
-    ``RuntimeWarning`` and fp32 on the CPU. Raises ImportError when the backend's package is missing
-    and ValueError for an export the backend cannot run.
-    """
+def open_runtime(onnx_path: Path, sidecar: dict, backend: str, device: torch.device | str | None = None,
+                 precision: str | None = None, half: bool = False, stacklevel: int = 3):
+    """An :class:`OnnxRuntimeNetwork` or :class:`OpenVinoNetwork` on a checked export (its side-car
+    read). Unsupported requests (a CUDA device without a GPU provider, fp16, bf16 on ONNX Runtime)
+    give one ``RuntimeWarning`` and fp32 on the CPU. Raises ImportError when the backend's package is
+    missing and ValueError for an export the backend cannot run or whose files disagree."""
     _import(backend)
-    path = Path(path)
-    onnx_path = path if path.suffix == '.onnx' else cached_export(path, preset, num_classes)
-    sidecar = read_sidecar(onnx_path)
-    try:
-        cfg = config_from_dict(sidecar['config'])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f'{onnx_path.with_suffix(".json").name}: the side-car\'s config is not an '
-                         f'instseg-export config ({type(exc).__name__}: {exc}); export again with '
-                         'instseg-export') from None
+    device = torch.device(device) if device is not None else None
     maskiou = onnx_path.with_suffix('.maskiou.onnx') if sidecar.get('maskiou_graph') else None
     for graph in (onnx_path, maskiou):
         if graph is not None:
@@ -240,24 +256,48 @@ def load_network(path: str | Path, backend: str, preset: str = 'auto', device: t
     offered = ('fp32', 'bf16') if backend == 'openvino' else ('fp32',)
     if name not in offered:
         warnings.warn(f'precision {name} is not offered by backend {backend} (offered: '
-                      f'{", ".join(offered)}); running fp32', RuntimeWarning, stacklevel=3)
+                      f'{", ".join(offered)}); running fp32', RuntimeWarning, stacklevel=stacklevel)
         name = 'fp32'
     if backend == 'openvino':
-        if has_dcn(cfg):
-            raise ValueError(f'{onnx_path.name}: {cfg.name} uses deformable convolutions (ONNX DeformConv), '
-                             'which OpenVINO cannot convert; use backend onnxruntime or torch')
+        if sidecar.get('deformable_conv'):
+            raise ValueError(f'{onnx_path.name}: {sidecar.get("preset")} uses deformable convolutions (ONNX '
+                             'DeformConv), which OpenVINO cannot convert; use backend onnxruntime or torch')
         network = OpenVinoNetwork(onnx_path, maskiou, precision=name)
-        check_graph(network, sidecar, onnx_path)
-        return network, cfg, tuple(sidecar['names'])
-    providers = ['CPUExecutionProvider']
-    if device is not None and device.type == 'cuda':
-        import onnxruntime as ort
-        gpu = [p for p in ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
-               if p in ort.get_available_providers()]
-        if not gpu:
-            warnings.warn('backend onnxruntime has no CUDA/TensorRT execution provider here; running on '
-                          'the CPU', RuntimeWarning, stacklevel=3)
-        providers = gpu + providers
-    network = OnnxRuntimeNetwork(onnx_path, maskiou, providers=providers)
+    else:
+        providers = ['CPUExecutionProvider']
+        if device is not None and device.type == 'cuda':
+            import onnxruntime as ort
+            gpu = [p for p in ('TensorrtExecutionProvider', 'CUDAExecutionProvider')
+                   if p in ort.get_available_providers()]
+            if not gpu:
+                warnings.warn('backend onnxruntime has no CUDA/TensorRT execution provider here; running on '
+                              'the CPU', RuntimeWarning, stacklevel=stacklevel)
+            providers = gpu + providers
+        network = OnnxRuntimeNetwork(onnx_path, maskiou, providers=providers)
     check_graph(network, sidecar, onnx_path)
+    return network
+
+
+def load_network(path: str | Path, backend: str, preset: str = 'auto', device: torch.device | None = None,
+                 precision: str | None = None, half: bool = False, num_classes: int | None = None):
+    """(network, ModelConfig, class names) of a YOLACT export for ``backend`` on ``path`` (.onnx
+    export or checkpoint); see :func:`open_runtime` for warnings and errors."""
+    _import(backend)
+    path = Path(path)
+    onnx_path = path if path.suffix == '.onnx' else cached_export(path, preset, num_classes)
+    sidecar = read_sidecar(onnx_path)
+    family = sidecar.get('family', 'yolact')
+    if family != 'yolact':
+        raise ValueError(f'{onnx_path.name} is a {family} export, not a YOLACT one; pass model:=auto '
+                         '(the side-car names the family)')
+    try:
+        cfg = config_from_dict(sidecar['config'])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f'{onnx_path.with_suffix(".json").name}: the side-car\'s config is not an '
+                         f'instseg-export config ({type(exc).__name__}: {exc}); export again with '
+                         'instseg-export') from None
+    if backend == 'openvino' and has_dcn(cfg):
+        raise ValueError(f'{onnx_path.name}: {cfg.name} uses deformable convolutions (ONNX DeformConv), '
+                         'which OpenVINO cannot convert; use backend onnxruntime or torch')
+    network = open_runtime(onnx_path, sidecar, backend, device, precision, half, stacklevel=4)
     return network, cfg, tuple(sidecar['names'])

@@ -84,6 +84,9 @@ def family_presets() -> dict[str, tuple[str, ...]]:
 def _family_from_file_name(weights: str | os.PathLike) -> str | None:
     from instseg_ros.core.models import condinst, rtmdet, solov2
     name = Path(weights).name
+    if name.lower().endswith('.onnx'):  # an export: its side-car names the family
+        from instseg_ros.core.family_export import sidecar_family
+        return sidecar_family(weights)
     if name.lower().startswith('maskrcnn'):
         return 'maskrcnn'
     for family, module in (('rtmdet_ins', rtmdet), ('solov2', solov2), ('condinst', condinst)):
@@ -120,7 +123,8 @@ def model_family(preset: str, weights: str | os.PathLike, model: str = 'auto') -
 def load_segmenter(weights: str | os.PathLike, preset: str = 'auto', device: torch.device | str = 'cpu',
                    half: bool = False, class_names: Sequence[str] | None = None, model: str = 'auto',
                    **options) -> Segmenter:
-    """Build the segmenter for a checkpoint (``options``: num_classes, precision, backend for
-    YOLACT; min_size, max_size for Mask R-CNN). Raises CheckpointError (file, preset) or ValueError (names, device)."""
+    """Build the segmenter for a checkpoint or an instseg-export .onnx (``options``: precision and
+    backend for every family but Mask R-CNN, num_classes for YOLACT, min_size, max_size for Mask
+    R-CNN, config overrides for SOLOv2). Raises CheckpointError (file, preset) or ValueError (names, device)."""
     family = model_family(preset, weights, model)
     return BUILDERS[family](str(weights), preset, device, half, class_names, **options)

@@ -124,8 +124,8 @@ def load_pipeline(params, logger) -> FramePipeline:
     """Build the FramePipeline from the node parameters (weights, preset, device, precision,
     backend, names).
 
-    The model family follows the preset (``yolact_*`` / ``maskrcnn_*``) or, with preset auto, the
-    file name (``maskrcnn_*.pth`` is a torchvision Mask R-CNN, anything else YOLACT).
+    The model family follows the preset or, with preset auto, the file name (an export's side-car,
+    ``maskrcnn_*.pth``, mmdetection's names; anything else YOLACT; core.segmenter.model_family).
     """
     if not params.weights and params.preset != 'auto':
         try:
@@ -145,16 +145,16 @@ def load_pipeline(params, logger) -> FramePipeline:
         try:
             family = model_family(params.preset, path)
             backend, half = params.backend, params.half
-            if family != 'yolact':
+            if family == 'maskrcnn':
                 if backend != 'torch':
-                    raise StartupError(f'backend {backend} runs YOLACT exports only; pass '
-                                       f'backend:=torch for {FAMILY_TITLES[family]}')
+                    raise StartupError(f'backend {backend} does not run {FAMILY_TITLES[family]}; pass '
+                                       'backend:=torch')
                 if params.precision == 'bf16':
                     warnings.warn(f'precision bf16 is not offered for {FAMILY_TITLES[family]} yet; '
                                   'running fp32', RuntimeWarning)
                 half = half or params.precision == 'fp16'
             options = (_size_options(params, family) if family == 'maskrcnn' else
-                       {'precision': params.precision, 'backend': backend} if family == 'yolact' else {})
+                       {'precision': params.precision, 'backend': backend})
             segmenter = load_segmenter(path, preset=params.preset, device=device,
                                        half=half, class_names=names, **options)
         except ImportError as exc:  # an exported backend whose package is not installed

@@ -349,9 +349,9 @@ def test_missing_key_is_refused(tmp_path):
     assert 'neck.out_convs.0.conv.weight' in _one_line_error(excinfo)
 
 
-def test_only_torch_backend(golden_file):
-    with pytest.raises(ValueError, match='torch backend only'):
-        rtmdet.build_segmenter(golden_file, backend='openvino')
+def test_unknown_backend_is_refused(golden_file):
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        rtmdet.build_segmenter(golden_file, backend='tensorrt')
 
 
 def test_dynamic_mask_logits_export_onnx(tmp_path):

@@ -33,9 +33,7 @@ from instseg_ros.core.ops.matrix_nms import matrix_nms, matrix_nms_decay
 from instseg_ros.core.postprocess import InferenceParams, RoiDetections
 from instseg_ros.core.segmenter import Segmenter
 from instseg_ros.synth.scene import Camera, render_scene
-
-sys.path.insert(0, str(Path(__file__).parent))
-from solov2_weights import seeded_model, seeded_state_dict  # noqa: E402
+from instseg_ros.core.models.solov2.testing import seeded_model, seeded_state_dict
 
 DATA = Path(__file__).resolve().parents[1] / 'data'
 GOLDEN = json.loads((DATA / 'solov2_golden.json').read_text())
@@ -257,7 +255,7 @@ def golden_segmenter(tmp_path_factory):
     names = tuple(f'thing{i}' for i in range(cfg.num_classes))
     torch.save({'meta': {'dataset_meta': {'classes': names}, 'mmdet_version': '3.3.0'},
                 'state_dict': seeded_state_dict(cfg), 'optimizer': {'state': {}, 'param_groups': []}}, path)
-    seg = solov2.build_segmenter(path, 'auto', 'cpu', False, None, test_scale=tuple(GOLDEN['scale']), backend='x')
+    seg = solov2.build_segmenter(path, 'auto', 'cpu', False, None, test_scale=tuple(GOLDEN['scale']))
     return seg, path
 
 

@@ -68,7 +68,7 @@ def test_ros2_run_finds_the_tools():
 def test_echo_stopped_by_sigterm_exits_without_traceback():
     """`timeout 3 instseg-echo` (SIGTERM while it waits): exit 130, no traceback (helper finding:
     ExternalShutdownException printed one)."""
-    result = in_fresh_shell('set +e; timeout 4 instseg-echo --topic /nobody_publishes_here --timeout 60; '
+    result = in_fresh_shell('set +e; timeout --preserve-status 4 instseg-echo --topic /nobody_publishes_here --timeout 60; '
                             'echo "rc=$?"', timeout_s=60.0)
     assert 'rc=130' in result.stdout, (result.stdout, result.stderr)
     assert 'Traceback' not in result.stderr, result.stderr

@@ -2,7 +2,9 @@
 {'meta', 'state_dict'}, COCO class names in meta), over the real middleware, the node a separate
 process started with the default params file: the Ready line names the family and the preset,
 and a published synthetic scene comes back as instances equal to the pipeline's own result (the
-same classes and scores; instances whose mask is empty are dropped by both)."""
+same classes and scores; instances whose mask is empty are dropped by both). Also on OpenVINO
+(bf16 asked: OpenVINO's own bf16 where the CPU has it), the checkpoint exported into the cache at
+startup."""
 
 import pathlib
 import sys
@@ -31,7 +33,13 @@ def weights(tmp_path_factory) -> pathlib.Path:
     return path
 
 
-def test_node_runs_an_mmdetection_rtmdet_ins_checkpoint(weights, tmp_path, make_node, spin_until):
+@pytest.mark.parametrize('backend', ['torch', 'openvino'])
+def test_node_runs_an_mmdetection_rtmdet_ins_checkpoint(backend, weights, tmp_path, make_node, spin_until,
+                                                        monkeypatch):
+    if backend == 'openvino':
+        pytest.importorskip('openvino')
+        pytest.importorskip('onnx')
+    monkeypatch.setenv('INSTSEG_CACHE_DIR', str(tmp_path / 'cache'))
     from instseg_msgs.msg import InstanceMaskArray
     from rclpy.qos import QoSProfile, ReliabilityPolicy
     from sensor_msgs.msg import Image
@@ -44,11 +52,13 @@ def test_node_runs_an_mmdetection_rtmdet_ins_checkpoint(weights, tmp_path, make_
     from instseg_ros.synth.scene import Camera, render_scene
     log = tmp_path / 'yolact.log'
     proc = start(node_command(namespace='/rtm', params_file=PARAMS_FILE,
-                              parameters={'weights': str(weights), 'device': 'cpu'},
+                              parameters={'weights': str(weights), 'device': 'cpu', 'backend': backend,
+                                          'precision': 'bf16' if backend == 'openvino' else 'fp32'},
                               remaps={'image': '/rtm_cam/image'}), log)
     try:
         assert wait_for_text(log, 'Ready: model', proc, 240), log.read_text()[-3000:]
-        assert ('Ready: model rtmdet_ins_tiny on cpu (torch fp32), RTMDet-Ins (mmdetection), '
+        runs = 'torch fp32' if backend == 'torch' else 'openvino bf16'
+        assert (f'Ready: model rtmdet_ins_tiny on cpu ({runs}), RTMDet-Ins (mmdetection), '
                 '80 classes') in log.read_text(), log.read_text()[-3000:]
         node = make_node('rtmdet_client')
         results = []
@@ -68,7 +78,8 @@ def test_node_runs_an_mmdetection_rtmdet_ins_checkpoint(weights, tmp_path, make_
         assert (got.height, got.width, got.header.frame_id) == (240, 320, 'cam')
         params = InferenceParams(score_threshold=0.3, nms_threshold=0.5, top_k=200,
                                  max_detections=100)      # the params file's
-        expected = FramePipeline(load_segmenter(weights)).process(image_bgr, params)
+        options = {'backend': 'openvino', 'precision': 'bf16'} if backend == 'openvino' else {}
+        expected = FramePipeline(load_segmenter(weights, **options)).process(image_bgr, params)
         assert len(got.instances) == len(expected.scores) > 0
         assert [i.class_name for i in got.instances] == [COCO_CLASSES[k] for k in expected.labels]
         assert np.allclose([i.score for i in got.instances], expected.scores, atol=1e-4)

@@ -35,6 +35,11 @@ class CondInstSegmenter(MmdetRoiSegmenter):
     family = 'CondInst'
     _load_model = staticmethod(load_model)
 
+    @classmethod
+    def export_traits(cls):
+        from instseg_ros.core.models.condinst.export import TRAITS
+        return TRAITS
+
     def _mask_taps(self, grid_hw: tuple[int, int], resized_hw: tuple[int, int], source_hw: tuple[int, int]):
         return self._cached_taps((grid_hw, resized_hw, source_hw), lambda: mask_taps(
             grid_hw, resized_hw, source_hw, self.cfg.mask_out_stride))

@@ -30,6 +30,11 @@ class RtmdetInsSegmenter(MmdetRoiSegmenter):
     family = 'RTMDet-Ins'
     _load_model = staticmethod(load_model)
 
+    @classmethod
+    def export_traits(cls):
+        from instseg_ros.core.models.rtmdet.export import TRAITS
+        return TRAITS
+
     def _mask_taps(self, grid_hw: tuple[int, int], geometry):
         return self._cached_taps((grid_hw, geometry), lambda: mask_taps(
             grid_hw, self.cfg.strides[0], self.cfg.input_size, geometry))

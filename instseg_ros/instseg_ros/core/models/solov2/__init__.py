@@ -33,16 +33,26 @@ def build_segmenter(weights: str | os.PathLike, preset: str = 'auto', device: to
         preset: one of PRESETS or 'auto' (from the tensors, else the file name).
         device, half: where to run; half precision only on CUDA.
         class_names: names by 0-based label (default: the file's meta, else COCO for 80 classes).
-        options: config overrides among ``test_scale`` (long, short), ``score_thr``, ``mask_thr``,
+        options: ``precision`` ('fp32' | 'bf16' | 'fp16'); ``backend`` 'torch', 'onnxruntime' or
+            'openvino' (the ONNX export; ``weights`` may be an instseg-export .onnx); config
+            overrides among ``test_scale`` (long, short), ``score_thr``, ``mask_thr``,
             ``filter_thr``, ``nms_pre``, ``max_per_img``, ``kernel``, ``sigma``; other keys (options
             of other families) are ignored; None values mean "default".
 
     Raises:
         CheckpointError: one line, for a missing / truncated / wrong-family file or a class-count
-            mismatch.
+            mismatch. ValueError / ImportError: an export that does not fit / a runtime not installed.
     """
+    from instseg_ros.core.models.solov2.export import TRAITS
+    from instseg_ros.core.roi_segmenter import build_on_backend
+
     overrides = {k: options[k] for k in _CONFIG_OPTIONS if options.get(k) is not None}
     if 'test_scale' in overrides:
         overrides['test_scale'] = tuple(int(v) for v in overrides['test_scale'])
-    model, cfg, names = load_checkpoint(weights, preset, class_names, **overrides)
-    return SoloV2Segmenter(model, cfg, names, device=device, half=half)
+
+    def build_torch() -> SoloV2Segmenter:
+        model, cfg, names = load_checkpoint(weights, preset, class_names, **overrides)
+        return SoloV2Segmenter(model, cfg, names, device=device, half=half, precision=options.get('precision'))
+
+    return build_on_backend(TRAITS, weights, preset, device, half, class_names, options, build_torch,
+                            config_overrides=overrides)

@@ -36,16 +36,15 @@ class SoloV2Segmenter(RoiSegmenterMixin):
             'postprocess' (candidates, masks, Matrix NMS, ROI upsampling) of the last call.
     """
 
-    backend = 'torch'
-
     def __init__(self, model: SoloV2, cfg: SoloV2Config, class_names: Sequence[str],
-                 device: torch.device | str = 'cpu', half: bool = False) -> None:
-        """``device``: 'auto' | 'cpu' | 'cuda[:N]' (core.predictor.resolve_device); ``half``: float16 network on
-        CUDA only (a RuntimeWarning and float32 elsewhere); decoding always runs in float32."""
-        self._set_device(device, half, 'half precision is only used on CUDA; running float32')
+                 device: torch.device | str = 'cpu', half: bool = False, precision: str | None = None) -> None:
+        """``model``: the torch network or an exported one (core.family_export); ``device``: 'auto' |
+        'cpu' | 'cuda[:N]' (core.predictor.resolve_device); ``precision`` 'fp32' | 'bf16' | 'fp16'
+        (``half``: fp16) where the device offers it (a RuntimeWarning and fp32 elsewhere); decoding
+        always runs in float32."""
+        self._set_network(model, device, half, precision)
         self.cfg = cfg
         self.class_names = tuple(class_names)
-        self.model = model.to(self.device, torch.float16 if self.half else torch.float32).eval()
         self.last_timings_ms: dict[str, float] = {}
 
     def decode_params(self, params: InferenceParams | None) -> DecodeParams:
@@ -64,10 +63,10 @@ class SoloV2Segmenter(RoiSegmenterMixin):
         start = time.perf_counter()
         cfg = self.cfg
         batch = preprocess_batch(images, color_order, cfg.test_scale, cfg.size_divisor, cfg.mean_rgb,
-                                 cfg.std_rgb, self.device, torch.float16 if self.half else torch.float32)
+                                 cfg.std_rgb, self.device, torch.float32)
         self._sync()
         preprocessed = time.perf_counter()
-        cls_logits, kernels, mask_feats = self.model(batch.images)
+        cls_logits, kernels, mask_feats = self._forward(batch.images)
         self._sync()
         forwarded = time.perf_counter()
         decode = self.decode_params(params)
