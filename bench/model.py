@@ -2,7 +2,8 @@
 backend, interleaved in one run, next to torchvision Mask R-CNN R50-FPN.
 
 Usage:  python bench/model.py [--rounds 5] [--threads 2] [--ap-scenes 100] [--out bench/results/model.json]
-        python bench/model.py --families rtmdet_ins_tiny rtmdet_ins_s solov2_r50 condinst_r50
+        python bench/model.py --families rtmdet_ins_tiny rtmdet_ins_s solov2_r50 condinst_r50 \\
+            [--family-configs torch/fp32 onnxruntime/fp32 openvino/bf16] [--models] [--no-maskrcnn]
 
 Configurations per model (random weights, seeded): ``torch/fp32`` (the default, contiguous),
 ``torch/fp32-cl`` (fp32 forced channels-last), ``torch/bf16`` (channels-last), ``onnxruntime/fp32``, ``openvino/fp32`` and ``openvino/bf16``
@@ -117,27 +118,36 @@ FAMILY_FILES = {'rtmdet_ins_tiny': 'rtmdet-ins_tiny_8xb32-300e_coco_random.pth',
                 'solov2_r50': 'solov2_r50_fpn_1x_coco_random.pth',
                 'condinst_r50': 'condinst_r50_fpn_ms-poly-90k_coco_instance_random.pth'}
 ROIS = 'torch/fp32-rois'
+#: configurations of the families (and their YOLACT R50 yardstick) with --families
+FAMILY_CONFIGS = ('torch/fp32', 'onnxruntime/fp32', 'openvino/bf16')
 
 
-def _family_state_dict(preset: str) -> dict:
-    """Random (seeded) weights of one mmdetection-family preset in mmdet's key layout."""
+def _family_state_dict(preset: str, image: np.ndarray) -> dict:
+    """Random (seeded) weights of one mmdetection-family preset in mmdet's key layout that detect
+    on ``image`` (so the rows hold the mask post-processing too): RTMDet-Ins and CondInst with
+    BatchNorm statistics measured on the image (CondInst's class biases then shifted so that >= 40
+    class scores pass 0.6, so that final scores, times centerness, pass the default 0.3), SOLOv2
+    the golden tests' seeded weights (a few classes biased up)."""
     torch.manual_seed(0)
     if preset.startswith('rtmdet_ins'):
         from instseg_ros.core.models.rtmdet.config import get_config
+        from instseg_ros.core.models.rtmdet.postprocess import preprocess
         from instseg_ros.core.models.rtmdet.testing import calibrated_state_dict
-        return calibrated_state_dict(get_config(preset), seed=0, cls_bias=0.0)
+        cfg = get_config(preset)
+        batch, _ = preprocess([image], cfg, torch.device('cpu'))
+        return calibrated_state_dict(cfg, seed=0, cls_bias=0.0, images=batch)
     if preset.startswith('condinst'):
-        from instseg_ros.core.models.condinst import CondInst, get_config
-        from instseg_ros.core.models.condinst.testing import synthetic_state_dict
-        shapes = {k: tuple(v.shape) for k, v in CondInst(get_config(preset)).state_dict().items()}
-        return synthetic_state_dict(shapes, seed=0)
+        from instseg_ros.core.models.condinst import get_config
+        from instseg_ros.core.models.condinst.preprocess import preprocess_batch
+        from instseg_ros.core.models.condinst.testing import calibrated_state_dict, shift_class_biases
+        cfg = get_config(preset)
+        batch = preprocess_batch([image], 'bgr', cfg.test_scale, cfg.size_divisor, cfg.mean_rgb, cfg.std_rgb,
+                                 torch.device('cpu'))
+        return shift_class_biases(calibrated_state_dict(cfg, batch.images, seed=0), cfg, batch.images,
+                                  min_score=0.6)
     from instseg_ros.core.models.solov2.config import preset_config
-    from instseg_ros.core.models.solov2.network import SoloV2
-    state_dict = SoloV2(preset_config(preset)).eval().state_dict()
-    # mmdet's own initialisation of the class conv: prior probability 0.01 (else every grid cell
-    # of random weights passes score_thr and Matrix NMS runs on ~300k cell-class pairs)
-    state_dict['mask_head.conv_cls.bias'].fill_(-4.595)
-    return state_dict
+    from instseg_ros.core.models.solov2.testing import seeded_state_dict
+    return seeded_state_dict(preset_config(preset), seed=0)
 
 
 def roi_runner(segmenter, image: np.ndarray):
@@ -153,19 +163,36 @@ def roi_runner(segmenter, image: np.ndarray):
     return run
 
 
-def family_runners(presets: list[str], export_dir: Path, image: np.ndarray, device: str) -> dict:
-    """``<preset>:torch/fp32-rois`` runners of mmdetection-format random checkpoints, plus YOLACT
-    R50 through the same ``predict_rois`` path as the yardstick."""
+def family_runners(presets: list[str], export_dir: Path, image: np.ndarray, device: str,
+                   configs: list[str]) -> dict:
+    """``<preset>:<backend>/<precision>-rois`` runners (``configs``, e.g. torch/fp32, openvino/bf16)
+    of mmdetection-format random checkpoints (the exported backends on the checkpoint's export),
+    plus YOLACT R50 through the same ``predict_rois`` path and configurations as the yardstick."""
+    import os
+
     from instseg_ros.core.classes import COCO_CLASSES
     from instseg_ros.core.segmenter import load_segmenter
+    os.environ['INSTSEG_CACHE_DIR'] = str(export_dir / 'cache')  # exports of this run only
     runners = {}
     for preset in presets:
         path = export_dir / FAMILY_FILES[preset]
         torch.save({'meta': {'dataset_meta': {'classes': COCO_CLASSES}},
-                    'state_dict': _family_state_dict(preset)}, path)
-        runners[f'{preset}:{ROIS}'] = roi_runner(load_segmenter(path, device=device), image)
+                    'state_dict': _family_state_dict(preset, image)}, path)
+        for config in configs:
+            backend, precision = config.split('/')
+            segmenter = load_segmenter(path, device=device, backend=backend, precision=precision)
+            runners[f'{preset}:{config}-rois'] = roi_runner(segmenter, image)
     model, cfg = _random_model('yolact_resnet50')
-    runners[f'yolact_resnet50:{ROIS}'] = roi_runner(Predictor(model, cfg, device), image)
+    onnx_path = export_dir / 'yolact_resnet50_rois.onnx'
+    export_onnx(model, cfg, onnx_path, default_class_names(cfg.num_classes), source='random seed 0')
+    for config in configs:
+        backend, precision = config.split('/')
+        if backend == 'torch':
+            predictor = Predictor(_random_model('yolact_resnet50')[0], cfg, device, precision=precision)
+        else:
+            network, _, _ = load_network(onnx_path, backend, device=torch.device(device), precision=precision)
+            predictor = Predictor(network, cfg)
+        runners[f'yolact_resnet50:{config}-rois'] = roi_runner(predictor, image)
     return runners
 
 
@@ -182,12 +209,12 @@ def ratios(summary: dict[str, dict]) -> dict[str, float]:
 
 def markdown_table(summary: dict[str, dict], ratio: dict[str, float]) -> str:
     lines = ['| model | backend/precision | preprocess ms | forward ms | postprocess ms | total ms | '
-             f'x {REFERENCE} |', '|' + '---|' * 7]
+             f'x {REFERENCE} | detections |', '|' + '---|' * 8]
     for key, r in summary.items():
         model, _, config = key.partition(':')
         stages = ' | '.join(f"{r[f'{s}_ms']:.1f}" if f'{s}_ms' in r else '-' for s in STAGES)
         lines.append(f"| {model} | {config or 'torch/fp32 (own)'} | {stages} | {r['total_ms']:.1f} | "
-                     f"{ratio.get(key, float('nan')):.2f} |")
+                     f"{ratio.get(key, float('nan')):.2f} | {r.get('detections', '-')} |")
     return '\n'.join(lines)
 
 
@@ -203,6 +230,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--no-maskrcnn', action='store_true', help='skip the Mask R-CNN comparison')
     parser.add_argument('--families', nargs='*', default=[], choices=sorted(FAMILY_FILES),
                         help='mmdetection presets timed end to end (predict_rois) next to YOLACT R50')
+    parser.add_argument('--family-configs', nargs='*', default=list(FAMILY_CONFIGS),
+                        help='backend/precision of the --families rows (and of their YOLACT R50 rows)')
     parser.add_argument('--ap-scenes', type=int, default=0, help='also the shipped model AP per config on '
                         'N eval scenes (seed 7; 100 = the model card set)')
     parser.add_argument('--out', type=Path, default=Path(__file__).resolve().parent / 'results' / 'model.json')
@@ -222,15 +251,20 @@ def main(argv: list[str] | None = None) -> dict:
                 runners[f'{name}:{config}'] = yolact_runner(predictor, image)
         if args.families:
             print(f'preparing {", ".join(args.families)} ...', file=sys.stderr, flush=True)
-            runners.update(family_runners(args.families, Path(export_dir), image, args.device))
+            runners.update(family_runners(args.families, Path(export_dir), image, args.device,
+                                          args.family_configs))
     if not args.no_maskrcnn:
         runners[MASKRCNN] = maskrcnn_runner(image, args.device)
     samples = harness.interleaved(runners, args.rounds, args.warmup)
     summary = {key: harness.medians(values) for key, values in samples.items()}
     ratio = ratios(summary)
-    for preset in args.families:  # each family relative to YOLACT R50 on the same predict_rois path
-        ratio[f'{preset}/yolact_resnet50:{ROIS}'] = round(
-            summary[f'{preset}:{ROIS}']['total_ms'] / summary[f'yolact_resnet50:{ROIS}']['total_ms'], 3)
+    for preset in args.families:  # each family relative to YOLACT R50 torch fp32 on the same path
+        for config in args.family_configs:
+            total = summary[f'{preset}:{config}-rois']['total_ms']
+            ratio[f'{preset}:{config}-rois / yolact_resnet50:{ROIS}'] = round(
+                total / summary[f'yolact_resnet50:{ROIS}']['total_ms'], 3)
+            ratio[f'{preset}:{config}-rois / {preset}:{ROIS}'] = round(
+                total / summary[f'{preset}:{ROIS}']['total_ms'], 3)
     for name in args.models:  # Mask R-CNN relative to each model's reference
         if MASKRCNN in summary:
             ratio[f'{MASKRCNN}/{name}:{REFERENCE}'] = round(

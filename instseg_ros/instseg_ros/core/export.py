@@ -157,7 +157,8 @@ def _tuples(value):
     return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
 
 
-def config_from_dict(config: dict) -> ModelConfig:
-    """The ``ModelConfig`` of a side-car's ``config`` entry (JSON lists back to tuples)."""
-    names = {f.name for f in dataclasses.fields(ModelConfig)}
-    return ModelConfig(**{k: _tuples(v) for k, v in config.items() if k in names})
+def config_from_dict(config: dict, config_type: type = ModelConfig):
+    """The ``config_type`` dataclass (default YOLACT's ``ModelConfig``) of a side-car's ``config``
+    entry (JSON lists back to tuples; keys the dataclass lacks are ignored)."""
+    names = {f.name for f in dataclasses.fields(config_type)}
+    return config_type(**{k: _tuples(v) for k, v in config.items() if k in names})

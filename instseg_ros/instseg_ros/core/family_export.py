@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from instseg_ros.core.export import DEFAULT_OPSET, EXPORT_FORMAT
+from instseg_ros.core.export import DEFAULT_OPSET, EXPORT_FORMAT, config_from_dict
 
 __all__ = ['ExportTraits', 'ExportedFamilyNetwork', 'export_family_onnx', 'family_traits',
            'flatten_outputs', 'keep_ratio_example_hw', 'load_exported_segmenter', 'rgb_input_note',
@@ -184,15 +184,10 @@ def export_family_onnx(model: nn.Module, cfg, traits: ExportTraits, out_path: st
     return json.loads(text)
 
 
-def _tuples(value):
-    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
-
-
 def config_from_sidecar(sidecar: dict, traits: ExportTraits):
     """The family config of a side-car (ValueError, one line, when it does not fit)."""
     try:
-        names = {f.name for f in dataclasses.fields(traits.config_type)}
-        return traits.config_type(**{k: _tuples(v) for k, v in sidecar['config'].items() if k in names})
+        return config_from_dict(sidecar['config'], traits.config_type)
     except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"the side-car's config is not a {traits.title} config "
                          f'({type(exc).__name__}: {exc}); export again with instseg-export') from None

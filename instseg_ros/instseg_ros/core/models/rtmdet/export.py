@@ -4,26 +4,10 @@
 from __future__ import annotations
 
 from instseg_ros.core.family_export import ExportTraits
-from instseg_ros.core.models.rtmdet.config import RtmdetInsConfig
+from instseg_ros.core.models.rtmdet.config import RtmdetInsConfig, get_config
 from instseg_ros.core.models.rtmdet.head import HeadOutput
-
-
-def _segmenter(network, cfg, class_names):
-    from instseg_ros.core.models.rtmdet.segmenter import RtmdetInsSegmenter
-    return RtmdetInsSegmenter(network, cfg, class_names=class_names)
-
-
-def _load(path, preset, class_names):
-    from instseg_ros.core.models.rtmdet.segmenter import RtmdetInsSegmenter
-    return RtmdetInsSegmenter.load(path, preset, class_names)
-
-
-def _random(preset):
-    from instseg_ros.core.models.rtmdet.config import get_config
-    from instseg_ros.core.models.rtmdet.model import RTMDetIns
-    cfg = get_config(preset)
-    return RTMDetIns(cfg).eval(), cfg
-
+from instseg_ros.core.models.rtmdet.model import RTMDetIns
+from instseg_ros.core.models.rtmdet.segmenter import RtmdetInsSegmenter
 
 TRAITS = ExportTraits(
     family='rtmdet_ins', title='RTMDet-Ins', config_type=RtmdetInsConfig, output_type=HeadOutput,
@@ -31,4 +15,5 @@ TRAITS = ExportTraits(
     input_note=lambda cfg: {'channels': 'BGR', 'mean': list(cfg.mean_bgr), 'std': list(cfg.std_bgr),
                             'resize': f'keep ratio into {cfg.input_size} x {cfg.input_size}, padded '
                                       f'right/bottom with {cfg.pad_value}'},
-    load=_load, random=_random, segmenter=_segmenter)
+    load=RtmdetInsSegmenter.load, random=lambda preset: (RTMDetIns(get_config(preset)).eval(), get_config(preset)),
+    segmenter=lambda network, cfg, names: RtmdetInsSegmenter(network, cfg, class_names=names))
