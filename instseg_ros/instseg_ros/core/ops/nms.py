@@ -150,3 +150,13 @@ def fast_nms_class_agnostic(boxes_xyxy: torch.Tensor, coeffs: torch.Tensor, scor
     kept = order[keep][:max_detections]
     return NmsResult(boxes_xyxy=boxes_xyxy[kept], coeffs=coeffs[kept],
                      labels=best_labels[kept], scores=best_scores[kept])
+
+
+def top_scores(scores: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` highest of float ``[M]`` ``scores`` (all when ``M <= k``) in descending order and
+    their indices: ``scores.sort(descending=True)`` cut to ``k``, with a top-k selection instead of
+    a full sort when ``M > k`` (mmdetection's per-level ``nms_pre`` on hundreds of thousands of
+    point-class pairs; equal scores may come in another order than a sort's)."""
+    if scores.numel() > k:
+        return scores.topk(k)
+    return scores.sort(descending=True)

@@ -27,6 +27,7 @@ from instseg_ros.core.models.condinst.config import CondInstConfig
 from instseg_ros.core.models.condinst.network import CondInstOutput, aligned_upsample
 from instseg_ros.core.models.rtmdet.postprocess import select_after_nms
 from instseg_ros.core.ops.dynamic_masks import AxisTaps, dynamic_mask_logits, resample_taps
+from instseg_ros.core.ops.nms import top_scores
 from instseg_ros.core.postprocess import InferenceParams
 
 __all__ = ['Detections', 'detect', 'mask_probabilities', 'mask_taps']
@@ -62,12 +63,11 @@ def _level_candidates(cls_logits: torch.Tensor, distances: torch.Tensor, centern
         scores = scores * class_keep
     valid = scores > conf
     pairs = torch.nonzero(valid)  # [M, 2] (point, class), row-major
-    kept, order = scores[valid].sort(descending=True)
-    top = order[:min(nms_pre, order.numel())]
+    kept, top = top_scores(scores[valid], nms_pre)
     points, labels = pairs[top].unbind(dim=1)
     xs = ((points % width).to(torch.float32) + 0.5) * stride
     ys = (torch.div(points, width, rounding_mode='floor').to(torch.float32) + 0.5) * stride
-    return (kept[:top.numel()], labels, distances.permute(1, 2, 0).reshape(-1, 4)[points],
+    return (kept, labels, distances.permute(1, 2, 0).reshape(-1, 4)[points],
             centerness.reshape(-1).sigmoid()[points], params.permute(1, 2, 0).reshape(height * width, -1)[points],
             torch.stack((xs, ys), dim=1), torch.full_like(xs, float(stride)))
 

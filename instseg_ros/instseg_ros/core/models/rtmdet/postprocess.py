@@ -27,6 +27,7 @@ from torchvision.ops import batched_nms, nms
 from instseg_ros.core.models.rtmdet.config import RtmdetInsConfig
 from instseg_ros.core.models.rtmdet.head import HeadOutput
 from instseg_ros.core.ops.dynamic_masks import AxisTaps, DynamicMaskLayout, dynamic_mask_logits, resample_taps
+from instseg_ros.core.ops.nms import top_scores
 from instseg_ros.core.postprocess import InferenceParams
 
 
@@ -92,14 +93,13 @@ def _level_candidates(cls_logits, distances, kernels, stride: int, params: Infer
     valid = scores > params.conf_threshold
     kept = scores[valid]
     pairs = torch.nonzero(valid)  # [M, 2] (point, class), row-major as mmdet's
-    kept, order = kept.sort(descending=True)
-    top = order[:min(nms_pre, order.numel())]
+    kept, top = top_scores(kept, nms_pre)
     points, labels = pairs[top].unbind(dim=1)
     xs = (points % width).to(torch.float32) * stride
     ys = torch.div(points, width, rounding_mode='floor').to(torch.float32) * stride
     dist = distances.permute(1, 2, 0).reshape(-1, 4)[points]
     kern = kernels.permute(1, 2, 0).reshape(height * width, -1)[points]
-    return kept[:top.numel()], labels, dist, kern, torch.stack((xs, ys), dim=1)
+    return kept, labels, dist, kern, torch.stack((xs, ys), dim=1)
 
 
 def detect(output: HeadOutput, index: int, geometry: Letterbox, cfg: RtmdetInsConfig,
