@@ -137,3 +137,13 @@ def _check_against_definition(seed, spread, clusters, top_k, max_detections):
                               max_detections)
     assert ranked.indices.tolist() == out.coeffs[:, 0].long().tolist()
     return looked_at
+
+
+def test_top_scores_equals_a_sort_cut_to_k():
+    from instseg_ros.core.ops.nms import top_scores
+    scores = torch.rand(5000, generator=torch.Generator().manual_seed(4))
+    values, order = top_scores(scores, 1000)  # the top-k branch
+    want_values, want_order = scores.sort(descending=True)
+    assert torch.equal(values, want_values[:1000]) and torch.equal(order, want_order[:1000])
+    values, order = top_scores(scores[:300], 1000)  # fewer than k: everything, sorted
+    assert torch.equal(values, scores[:300].sort(descending=True).values) and order.numel() == 300
