@@ -258,10 +258,7 @@ def open_runtime(onnx_path: Path, sidecar: dict, backend: str, device: torch.dev
         warnings.warn(f'precision {name} is not offered by backend {backend} (offered: '
                       f'{", ".join(offered)}); running fp32', RuntimeWarning, stacklevel=stacklevel)
         name = 'fp32'
-    if backend == 'openvino':
-        if sidecar.get('deformable_conv'):
-            raise ValueError(f'{onnx_path.name}: {sidecar.get("preset")} uses deformable convolutions (ONNX '
-                             'DeformConv), which OpenVINO cannot convert; use backend onnxruntime or torch')
+    if backend == 'openvino':  # (YOLACT++'s DeformConv is refused by load_network first)
         network = OpenVinoNetwork(onnx_path, maskiou, precision=name)
     else:
         providers = ['CPUExecutionProvider']
