@@ -9,6 +9,7 @@ ResNet-50 forward stays a few seconds on a CPU.
 from __future__ import annotations
 
 import json
+import sys
 import re
 from pathlib import Path
 
@@ -28,6 +29,10 @@ from instseg_ros.core.models.condinst.testing import calibrated_state_dict
 from instseg_ros.core.ops.dynamic_masks import dynamic_mask_logits, mask_rois
 from instseg_ros.core.postprocess import InferenceParams
 from instseg_ros.core.segmenter import Segmenter
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mmdet_files import one_line_error, save_published, save_training_run  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / 'data'
 PACKAGE = Path(condinst.__file__).resolve().parent
@@ -59,19 +64,10 @@ def golden_state_dict(seed: int = GOLDEN_SEED) -> dict[str, torch.Tensor]:
     return calibrated_state_dict(cfg, batch.images, seed, cls_bias=GOLDEN_CLS_BIAS)
 
 
-def save_published(state_dict, path: Path, classes=None, **extra) -> Path:
-    """Write like mmdet publishes: {'meta': {... 'dataset_meta': {'classes'}}, 'state_dict'}."""
-    meta = {'mmdet_version': '3.3.0', 'iter': 90000}
-    if classes is not None:
-        meta['dataset_meta'] = {'classes': tuple(classes)}
-    torch.save({'meta': meta, 'state_dict': state_dict, **extra}, str(path))
-    return path
-
-
 @pytest.fixture(scope='module')
 def golden_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp('condinst') / PUBLISHED_NAME
-    return save_published(golden_state_dict(), path, classes=[f'c{i}' for i in range(80)])
+    return save_published(golden_state_dict(), path, classes=[f'c{i}' for i in range(80)], meta={'iter': 90000})
 
 
 @pytest.fixture(scope='module')
@@ -82,12 +78,6 @@ def golden_segmenter(golden_file):
 @pytest.fixture(scope='module')
 def golden_detections(golden_segmenter):
     return golden_segmenter.predict_rois(golden_image(), params=condinst.MMDET_TEST_PARAMS)
-
-
-def _one_line_error(excinfo) -> str:
-    text = str(excinfo.value)
-    assert '\n' not in text and 'weights_only=False' not in text
-    return text
 
 
 def _paste(rois, hw) -> np.ndarray:
@@ -243,14 +233,14 @@ def test_truncated_missing_and_pickled_files(tmp_path, golden_file):
     (tmp_path / 'cut.pth').write_bytes(data[:len(data) // 3])
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(tmp_path / 'cut.pth')
-    assert 'cannot read checkpoint' in _one_line_error(excinfo)
+    assert 'cannot read checkpoint' in one_line_error(excinfo)
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(tmp_path / 'absent.pth')
-    assert 'not found' in _one_line_error(excinfo)
+    assert 'not found' in one_line_error(excinfo)
     torch.save({'state_dict': {}, 'hook': Path('x')}, tmp_path / 'object.pth')
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(tmp_path / 'object.pth')
-    assert 'refused' in _one_line_error(excinfo) and 'Path' in str(excinfo.value)
+    assert 'refused' in one_line_error(excinfo) and 'Path' in str(excinfo.value)
 
 
 def test_wrong_family_is_refused(tmp_path):
@@ -259,18 +249,18 @@ def test_wrong_family_is_refused(tmp_path):
     save_published(rtmdet_like, tmp_path / 'rtmdet-ins_tiny.pth')
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(tmp_path / 'rtmdet-ins_tiny.pth')
-    assert 'not a CondInst checkpoint' in _one_line_error(excinfo) and 'RTMDet-Ins' in str(excinfo.value)
+    assert 'not a CondInst checkpoint' in one_line_error(excinfo) and 'RTMDet-Ins' in str(excinfo.value)
 
 
 def test_class_names_count_mismatch_and_backend(golden_file):
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(golden_file, class_names=['a', 'b'])
-    assert '80 classes but 2 class names' in _one_line_error(excinfo)
+    assert '80 classes but 2 class names' in one_line_error(excinfo)
     with pytest.raises(ValueError, match="unknown backend 'tvm'"):
         condinst.build_segmenter(golden_file, backend='tvm')
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(golden_file, preset='condinst_r101')
-    assert 'unknown CondInst preset' in _one_line_error(excinfo)
+    assert 'unknown CondInst preset' in one_line_error(excinfo)
 
 
 def test_meta_classes_coco_fallback_and_strict_keys(tmp_path):
@@ -279,7 +269,7 @@ def test_meta_classes_coco_fallback_and_strict_keys(tmp_path):
                           optimizer={'state': {}, 'param_groups': [{'lr': 0.01}]})  # a training-run file
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(path)
-    assert '3 classes but 2 names are in its meta' in _one_line_error(excinfo)
+    assert '3 classes but 2 names are in its meta' in one_line_error(excinfo)
     assert condinst.build_segmenter(path, class_names=['x', 'y', 'z']).class_names == ('x', 'y', 'z')
     coco = CondInst(get_config()).state_dict()
     assert condinst.build_segmenter(save_published(coco, tmp_path / 'renamed.pth')).class_names == COCO_CLASSES
@@ -287,27 +277,14 @@ def test_meta_classes_coco_fallback_and_strict_keys(tmp_path):
     coco['bbox_head.extra.weight'] = torch.zeros(1)
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(save_published(coco, tmp_path / 'broken.pth'))
-    text = _one_line_error(excinfo)
+    text = one_line_error(excinfo)
     assert 'conv_branch.2.bn.running_var' in text and 'bbox_head.extra.weight' in text
 
 
-class HistoryBuffer:  # stands in for mmengine's (pickled under mmengine's module name below)
-    def __init__(self):
-        self.values = [1.0]
-
-
 def test_training_run_with_mmengine_objects_is_refused(tmp_path, monkeypatch):
-    import sys
-    import types
-    names = ('mmengine', 'mmengine.logging', 'mmengine.logging.history_buffer')
-    with monkeypatch.context() as patch:
-        for name in names:
-            patch.setitem(sys.modules, name, types.ModuleType(name))
-        sys.modules[names[-1]].HistoryBuffer = HistoryBuffer
-        patch.setattr(HistoryBuffer, '__module__', names[-1])
-        path = save_published({'bbox_head.controller.weight': torch.zeros(1)}, tmp_path / 'iter_90000.pth',
-                              message_hub={'log_scalars': {'loss': HistoryBuffer()}})
+    path = save_training_run({'bbox_head.controller.weight': torch.zeros(1)}, tmp_path / 'iter_90000.pth',
+                             monkeypatch)
     with pytest.raises(CheckpointError) as excinfo:
         condinst.build_segmenter(path)
-    text = _one_line_error(excinfo)
+    text = one_line_error(excinfo)
     assert 'publish_model' in text and 'HistoryBuffer' in text

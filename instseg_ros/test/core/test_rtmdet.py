@@ -7,6 +7,7 @@ Runs without mmdet: the key layout and the golden detections were dumped from mm
 from __future__ import annotations
 
 import json
+import sys
 import math
 import re
 from pathlib import Path
@@ -27,6 +28,10 @@ from instseg_ros.core.ops.dynamic_masks import (DynamicMaskLayout, dynamic_mask_
                                                 relative_coordinates, resample_taps, split_dynamic_params)
 from instseg_ros.core.postprocess import InferenceParams
 from instseg_ros.core.segmenter import Segmenter
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mmdet_files import one_line_error, save_published, save_training_run  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / 'data'
 PACKAGE = Path(rtmdet.__file__).resolve().parent
@@ -53,30 +58,15 @@ def golden_state_dict(seed: int = GOLDEN_SEED) -> dict[str, torch.Tensor]:
     return calibrated_state_dict(cfg, seed, cls_bias=GOLDEN_CLS_BIAS, images=batch)
 
 
-def save_published(state_dict, path: Path, classes=None, **extra) -> Path:
-    """Write like mmdet publishes: {'meta': {... 'dataset_meta': {'classes'}}, 'state_dict'}."""
-    meta = {'mmdet_version': '3.3.0', 'epoch': 300}
-    if classes is not None:
-        meta['dataset_meta'] = {'classes': tuple(classes)}
-    torch.save({'meta': meta, 'state_dict': state_dict, **extra}, str(path))
-    return path
-
-
 @pytest.fixture(scope='module')
 def golden_file(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp('rtmdet') / 'rtmdet-ins_tiny_8xb32-300e_coco_synthetic.pth'
-    return save_published(golden_state_dict(), path, classes=[f'c{i}' for i in range(80)])
+    return save_published(golden_state_dict(), path, classes=[f'c{i}' for i in range(80)], meta={'epoch': 300})
 
 
 @pytest.fixture(scope='module')
 def golden_segmenter(golden_file):
     return rtmdet.build_segmenter(golden_file)
-
-
-def _one_line_error(excinfo) -> str:
-    text = str(excinfo.value)
-    assert '\n' not in text and 'weights_only=False' not in text
-    return text
 
 
 # ---------------------------------------------------------------- layout and config
@@ -304,7 +294,7 @@ def test_preset_from_shapes_and_coco_fallback(tmp_path):
     assert seg.name == 'rtmdet_ins_s' and seg.class_names == COCO_CLASSES
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(tmp_path / 'renamed.pth', preset='rtmdet_ins_m')
-    assert 'rtmdet_ins_s' in _one_line_error(excinfo)
+    assert 'rtmdet_ins_s' in one_line_error(excinfo)
 
 
 def test_training_run_file_keeps_state_dict(tmp_path):
@@ -321,7 +311,7 @@ def test_wrong_family_is_refused(tmp_path):
     torch.save(yolact_like, tmp_path / 'yolact_base_54_800000.pth')
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(tmp_path / 'yolact_base_54_800000.pth')
-    assert 'not an RTMDet-Ins checkpoint' in _one_line_error(excinfo) and 'YOLACT' in str(excinfo.value)
+    assert 'not an RTMDet-Ins checkpoint' in one_line_error(excinfo) and 'YOLACT' in str(excinfo.value)
 
 
 def test_truncated_and_missing_files(tmp_path, golden_file):
@@ -329,16 +319,16 @@ def test_truncated_and_missing_files(tmp_path, golden_file):
     (tmp_path / 'cut.pth').write_bytes(data[:len(data) // 2])
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(tmp_path / 'cut.pth')
-    assert 'cannot read checkpoint' in _one_line_error(excinfo)
+    assert 'cannot read checkpoint' in one_line_error(excinfo)
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(tmp_path / 'absent.pth')
-    assert 'not found' in _one_line_error(excinfo)
+    assert 'not found' in one_line_error(excinfo)
 
 
 def test_class_names_count_mismatch(golden_file):
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(golden_file, class_names=['a', 'b'])
-    assert '80 classes but 2 class names' in _one_line_error(excinfo)
+    assert '80 classes but 2 class names' in one_line_error(excinfo)
 
 
 def test_missing_key_is_refused(tmp_path):
@@ -346,7 +336,7 @@ def test_missing_key_is_refused(tmp_path):
     del sd['neck.out_convs.0.conv.weight']
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(save_published(sd, tmp_path / 'rtmdet-ins_tiny_broken.pth'))
-    assert 'neck.out_convs.0.conv.weight' in _one_line_error(excinfo)
+    assert 'neck.out_convs.0.conv.weight' in one_line_error(excinfo)
 
 
 def test_unknown_backend_is_refused(golden_file):
@@ -376,25 +366,12 @@ def test_dynamic_mask_logits_export_onnx(tmp_path):
     np.testing.assert_allclose(out, Masks()(*more).numpy(), atol=1e-4, rtol=1e-4)
 
 
-class HistoryBuffer:  # stands in for mmengine's (pickled under mmengine's module name below)
-    def __init__(self):
-        self.values = [1.0]
-
-
 def test_training_run_with_mmengine_objects_is_refused(tmp_path, monkeypatch):
-    import sys
-    import types
-    names = ('mmengine', 'mmengine.logging', 'mmengine.logging.history_buffer')
-    with monkeypatch.context() as patch:
-        for name in names:
-            patch.setitem(sys.modules, name, types.ModuleType(name))
-        sys.modules[names[-1]].HistoryBuffer = HistoryBuffer
-        patch.setattr(HistoryBuffer, '__module__', names[-1])
-        sd = RTMDetIns(get_config('rtmdet_ins_tiny')).state_dict()
-        path = save_published(sd, tmp_path / 'epoch_300.pth', message_hub={'log_scalars': {'loss': HistoryBuffer()}})
+    sd = RTMDetIns(get_config('rtmdet_ins_tiny')).state_dict()
+    path = save_training_run(sd, tmp_path / 'epoch_300.pth', monkeypatch)
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(path)
-    assert 'publish_model' in _one_line_error(excinfo)
+    assert 'publish_model' in one_line_error(excinfo)
 
 
 def test_no_detections_and_empty_batch(golden_segmenter):
@@ -420,5 +397,5 @@ def test_meta_class_count_mismatch(tmp_path):
     path = save_published(sd, tmp_path / 'rtmdet-ins_tiny_custom.pth', classes=['a', 'b'])
     with pytest.raises(CheckpointError) as excinfo:
         rtmdet.build_segmenter(path)
-    assert "3 classes but 2 names are in its meta" in _one_line_error(excinfo)
+    assert "3 classes but 2 names are in its meta" in one_line_error(excinfo)
     assert rtmdet.build_segmenter(path, class_names=['x', 'y', 'z']).class_names == ('x', 'y', 'z')

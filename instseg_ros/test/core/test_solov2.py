@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import sys
-import types
+import math
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,9 @@ from instseg_ros.core.postprocess import InferenceParams, RoiDetections
 from instseg_ros.core.segmenter import Segmenter
 from instseg_ros.synth.scene import Camera, render_scene
 from instseg_ros.core.models.solov2.testing import seeded_model, seeded_state_dict
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from mmdet_files import one_line_error, save_training_run  # noqa: E402
 
 DATA = Path(__file__).resolve().parents[1] / 'data'
 GOLDEN = json.loads((DATA / 'solov2_golden.json').read_text())
@@ -357,22 +359,10 @@ def test_wrong_shapes_and_unknown_preset(tmp_path):
 def test_training_run_file_is_refused_in_one_line(tmp_path, monkeypatch):
     """An mmengine training checkpoint pickles mmengine objects (message_hub): weights_only loading
     refuses them; the error names the fix without suggesting weights_only=False."""
-    module = types.ModuleType('mmengine.logging.history_buffer')
-
-    class HistoryBuffer:
-        pass
-
-    HistoryBuffer.__module__, HistoryBuffer.__qualname__ = module.__name__, 'HistoryBuffer'
-    module.HistoryBuffer = HistoryBuffer
-    for name in ('mmengine', 'mmengine.logging'):
-        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
-    monkeypatch.setitem(sys.modules, module.__name__, module)
-    path = tmp_path / 'epoch_12.pth'
-    torch.save({'meta': {}, 'state_dict': {'a': torch.zeros(1)},
-                'message_hub': {'log_scalars': {'loss': HistoryBuffer()}}}, path)
+    path = save_training_run({'a': torch.zeros(1)}, tmp_path / 'epoch_12.pth', monkeypatch)
     with pytest.raises(CheckpointError, match='training-run checkpoint.*publish_model') as info:
         solov2.build_segmenter(path)
-    assert '\n' not in str(info.value) and 'weights_only=False' not in str(info.value)
+    one_line_error(info)
 
 
 def test_class_names():

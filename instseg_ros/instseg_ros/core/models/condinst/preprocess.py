@@ -10,9 +10,9 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from instseg_ros.core.models.solov2.preprocess import Batch, check_image, resized_shape
+from instseg_ros.core.models.solov2.preprocess import Batch, check_image
+from instseg_ros.core.models.solov2.preprocess import preprocess_batch as solov2_preprocess_batch
 
 __all__ = ['Batch', 'check_image', 'pillow_resize', 'preprocess_batch']
 
@@ -30,21 +30,6 @@ def preprocess_batch(images: Sequence[np.ndarray], color_order: str, scale: tupl
                      size_divisor: int, mean_rgb: Sequence[float], std_rgb: Sequence[float],
                      device: torch.device) -> Batch:
     """uint8 ``[H, W, 3]`` images (sizes may differ) -> :class:`Batch` (float32 ``[B, 3, Hp, Wp]``
-    normalised RGB on ``device``, resized and source sizes)."""
-    mean = torch.tensor(mean_rgb, dtype=torch.float32, device=device)[:, None, None]
-    std = torch.tensor(std_rgb, dtype=torch.float32, device=device)[:, None, None]
-    tensors, resized, sources = [], [], []
-    for image in images:
-        check_image(image, color_order)
-        height, width = image.shape[:2]
-        new_hw = resized_shape(height, width, scale)
-        tensor = torch.from_numpy(pillow_resize(image, new_hw)).to(device).permute(2, 0, 1)
-        if color_order == 'bgr':
-            tensor = tensor.flip(0)
-        tensors.append((tensor.to(torch.float32) - mean) / std)
-        resized.append(new_hw)
-        sources.append((height, width))
-    pad_h = -(-max(h for h, _ in resized) // size_divisor) * size_divisor
-    pad_w = -(-max(w for _, w in resized) // size_divisor) * size_divisor
-    batch = torch.stack([F.pad(t, (0, pad_w - t.shape[2], 0, pad_h - t.shape[1])) for t in tensors])
-    return Batch(batch, resized, sources)
+    normalised RGB on ``device``, resized and source sizes): SOLOv2's steps with Pillow's resize."""
+    return solov2_preprocess_batch(images, color_order, scale, size_divisor, mean_rgb, std_rgb,
+                                   device, resize=pillow_resize)

@@ -5,14 +5,14 @@ float32, zero padding (bottom/right) of the batch to a multiple of ``size_diviso
 
 from __future__ import annotations
 
-from typing import NamedTuple, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ['Batch', 'preprocess_batch', 'resized_shape']
+__all__ = ['Batch', 'opencv_resize', 'preprocess_batch', 'resized_shape']
 
 
 class Batch(NamedTuple):
@@ -47,10 +47,19 @@ def check_image(image: np.ndarray, color_order: str) -> None:
         raise ValueError(f"color_order must be 'bgr' or 'rgb', got {color_order!r}")
 
 
+def opencv_resize(image: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+    """uint8 ``[H, W, 3]`` -> uint8 ``[h, w, 3]`` by OpenCV's bilinear filter (mmcv's default)."""
+    return cv2.resize(np.ascontiguousarray(image), (int(size_hw[1]), int(size_hw[0])),
+                      interpolation=cv2.INTER_LINEAR)
+
+
 def preprocess_batch(images: Sequence[np.ndarray], color_order: str, scale: tuple[int, int],
                      size_divisor: int, mean_rgb: Sequence[float], std_rgb: Sequence[float],
-                     device: torch.device, dtype: torch.dtype = torch.float32) -> Batch:
-    """uint8 ``[H, W, 3]`` images (sizes may differ) -> :class:`Batch` on ``device``."""
+                     device: torch.device, dtype: torch.dtype = torch.float32,
+                     resize: Callable[[np.ndarray, tuple[int, int]], np.ndarray] = opencv_resize
+                     ) -> Batch:
+    """uint8 ``[H, W, 3]`` images (sizes may differ) -> :class:`Batch` on ``device``; ``resize``
+    maps a uint8 image and its new (height, width) to the resized uint8 image."""
     mean = torch.tensor(mean_rgb, dtype=torch.float32, device=device)[:, None, None]
     std = torch.tensor(std_rgb, dtype=torch.float32, device=device)[:, None, None]
     tensors, resized, sources = [], [], []
@@ -58,8 +67,7 @@ def preprocess_batch(images: Sequence[np.ndarray], color_order: str, scale: tupl
         check_image(image, color_order)
         height, width = image.shape[:2]
         new_h, new_w = resized_shape(height, width, scale)
-        small = cv2.resize(np.ascontiguousarray(image), (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-        tensor = torch.from_numpy(small).to(device).permute(2, 0, 1)
+        tensor = torch.from_numpy(resize(image, (new_h, new_w))).to(device).permute(2, 0, 1)
         if color_order == 'bgr':
             tensor = tensor.flip(0)
         tensors.append((tensor.to(torch.float32) - mean) / std)
