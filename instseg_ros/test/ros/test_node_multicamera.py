@@ -116,7 +116,11 @@ def test_two_cameras_one_model(processes, make_node, spin_until):
 def test_a_heavy_camera_slows_but_never_starves_another(tmp_path, make_node, spin_until):
     """The fairness the node gives (README, "Several cameras"): every batch holds the newest
     waiting frame of every camera, so cameras at the same rate get the same number of processed
-    frames even when one camera's frames (here 16 times the pixels) make each batch slow."""
+    frames even when one camera's frames (here 16 times the pixels) make each batch slow. Counted
+    from the node's own diagnostics (frames received and processed per camera over the same
+    window): a camera can only be served the frames that reached the node, and on a loaded
+    machine the 1280x960 stream delivers fewer than the batches (CI: 23 vs 29 served)."""
+    from diagnostic_msgs.msg import DiagnosticArray
     from instseg_msgs.msg import InstanceMaskArray
     cams = {'big': {'rate': 10.0, 'width': 1280, 'height': 960, 'seed': 31},
             'small': {'rate': 10.0, 'width': 320, 'height': 240, 'seed': 32}}
@@ -131,18 +135,34 @@ def test_a_heavy_camera_slows_but_never_starves_another(tmp_path, make_node, spi
     try:
         node = make_node('fairness_client')
         results = {name: [] for name in cams}
+        counters = {}  # camera -> {'frames_received': n, 'frames_processed': n}, latest
+
+        def on_diagnostics(msg):
+            for status in msg.status:
+                for name in cams:
+                    if status.name == f'fair/yolact {name}: inference':
+                        values = {kv.key: kv.value for kv in status.values}
+                        counters[name] = {k: int(values[k]) for k in ('frames_received',
+                                                                      'frames_processed')}
+        node.create_subscription(DiagnosticArray, '/diagnostics', on_diagnostics, 10)
         for name in cams:
             node.create_subscription(InstanceMaskArray, f'/fair/{name}/instances',
                                      results[name].append, 50)
-        assert spin_until(node, lambda: all(results.values()) or node_proc.poll() is not None,
-                          timeout_s=120), log.read_text()[-3000:]
+        assert spin_until(node, lambda: (all(results.values()) and len(counters) == len(cams))
+                          or node_proc.poll() is not None, timeout_s=120), log.read_text()[-3000:]
         before = {name: len(r) for name, r in results.items()}
+        start_counts = {name: dict(c) for name, c in counters.items()}
         spin_until(node, lambda: node_proc.poll() is not None, timeout_s=10.0)
         assert node_proc.poll() is None, log.read_text()[-3000:]
         served = {name: len(r) - before[name] for name, r in results.items()}
-        print(f'served in 10 s at 10 Hz each: {served}')
+        delta = {name: {k: counters[name][k] - start_counts[name][k] for k in counters[name]}
+                 for name in cams}
+        print(f'served in 10 s at 10 Hz each: {served}; node counters over the window: {delta}')
         assert served['big'] >= 3, served
-        assert abs(served['small'] - served['big']) <= max(2, 0.15 * served['big']), served
+        for name, other in (('big', 'small'), ('small', 'big')):
+            processed, received = delta[name]['frames_processed'], delta[name]['frames_received']
+            batches = delta[other]['frames_processed']
+            assert processed >= min(received, batches) - max(2, 0.15 * batches), delta
     finally:
         assert stop(node_proc) == 0, log.read_text()[-3000:]
         for proc in procs:
